@@ -1,0 +1,40 @@
+# Herald: `make run` to try it, `make test` to check it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+DEMO_RECEIVER_PORT ?= 9000
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint migrate bench clean
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "'$(PYTHON) -m venv' failed: on Debian or Ubuntu, apt install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --no-input
+
+# Web server, qcluster and a demo receiver together; SQLite unless DATABASE_URL is set.
+run: migrate
+	@echo ""
+	@echo "  API        http://127.0.0.1:$(PORT)/api/v1/   (key: $(BIN)/python manage.py create_api_key NAME)"
+	@echo "  API docs   http://127.0.0.1:$(PORT)/api/docs/"
+	@echo "  Admin      http://127.0.0.1:$(PORT)/admin/    (user: $(BIN)/python manage.py createsuperuser)"
+	@echo "  Receiver   http://127.0.0.1:$(DEMO_RECEIVER_PORT)/ (demo, verifies signatures)"
+	@echo ""
+	DEBUG=$${DEBUG:-true} PORT=$(PORT) DEMO_RECEIVER_PORT=$(DEMO_RECEIVER_PORT) \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile.dev start --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* staticfiles

@@ -1,0 +1,212 @@
+"""Herald's settings, read from the environment (12-factor) through django-environ.
+
+Every variable has a default that works for local development; the README's configuration table
+lists them all. Production sets at least SECRET_KEY, DATABASE_URL, ALLOWED_HOSTS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The default key is only good for a laptop: job payloads are signed with it, so production must
+# set its own and never rotate it while jobs are queued.
+SECRET_KEY = env.str("SECRET_KEY", default="herald-insecure-development-key-change-me")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "config",
+    "subscribers",
+    "events",
+    "deliveries",
+    "deadletters",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite is the zero-setup default so `make run` works on a bare machine; production uses
+# PostgreSQL (DATABASE_URL=postgres://user:pass@host:5432/herald).
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+# Keep connections open between requests and jobs: a new PostgreSQL connection costs milliseconds.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, cluster and tests share one file from several processes: WAL lets readers proceed
+    # while one writer writes, IMMEDIATE avoids deadlocked lock upgrades, and the timeout waits
+    # for the writer instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve the admin's assets without a separate web server, and without collectstatic in DEBUG.
+WHITENOISE_USE_FINDERS = DEBUG
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CreatedCursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "PAGE_SIZE": env.int("HERALD_PAGE_SIZE", default=50),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Herald API",
+    "DESCRIPTION": "Reliable, signed webhook delivery.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The contract is public; the endpoints it describes still need a key.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # django-q2 logs every enqueue at INFO; that is noise at thousands of jobs a second.
+        "django-q": {"level": env.str("HERALD_QUEUE_LOG_LEVEL", default="WARNING")},
+    },
+}
+
+# --- Herald -------------------------------------------------------------------------------------
+
+# Largest request body accepted, in bytes (413 above it).
+HERALD_MAX_PAYLOAD_BYTES = env.int("HERALD_MAX_PAYLOAD_BYTES", default=256 * 1024)
+# Seconds to wait for a receiver's TCP/TLS connection.
+HERALD_CONNECT_TIMEOUT = env.float("HERALD_CONNECT_TIMEOUT", default=5.0)
+# Seconds a whole delivery request may take, connect to last byte; a trickling receiver is cut off.
+HERALD_DELIVERY_TIMEOUT = env.float("HERALD_DELIVERY_TIMEOUT", default=10.0)
+# Seconds to wait after each failed attempt; attempts allowed = len(schedule) + 1 (~1.5 days).
+HERALD_RETRY_SCHEDULE = [
+    float(delay)
+    for delay in env.list(
+        "HERALD_RETRY_SCHEDULE",
+        default=[
+            "5",
+            "30",
+            "120",
+            "600",
+            "1800",
+            "3600",
+            "7200",
+            "14400",
+            "28800",
+            "43200",
+            "43200",
+        ],
+    )
+]
+# Retries due within this many seconds go straight into the job queue with their exact time;
+# later ones wait in the deliveries table until the sweeper moves them, keeping the queue small.
+HERALD_ENQUEUE_HORIZON = env.int("HERALD_ENQUEUE_HORIZON", default=300)
+# Bytes of each receiver response kept on the attempt record.
+HERALD_RESPONSE_EXCERPT_BYTES = env.int("HERALD_RESPONSE_EXCERPT_BYTES", default=4096)
+# Deliver to private, loopback and link-local addresses (development and tests only).
+HERALD_ALLOW_PRIVATE_TARGETS = env.bool("HERALD_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# Worker processes per qcluster.
+HERALD_WORKERS = env.int("HERALD_WORKERS", default=4)
+
+# Seconds a worker owns a delivery it claimed; a worker that dies mid-request is presumed dead
+# after this and the delivery is attempted again. Must outlast the slowest request.
+HERALD_LEASE_SECONDS = env.int(
+    "HERALD_LEASE_SECONDS", default=int(HERALD_DELIVERY_TIMEOUT + HERALD_CONNECT_TIMEOUT + 30)
+)
+
+# django-q2 runs the jobs. Our models own the retry policy, so django-q2 never retries a task
+# itself (max_attempts 1, failures acknowledged). `retry` is how long a dequeued job stays
+# invisible before django-q2 hands it out again: it must exceed the job's wait in the cluster's
+# internal queue (up to queue_limit / workers = 2 jobs ahead of it) plus its own run time, or a
+# slow job would run twice.
+# Read once at import: tests change it here (through the environment), not with override_settings.
+Q_CLUSTER = {
+    "name": env.str("HERALD_CLUSTER_NAME", default="herald"),
+    "orm": "default",
+    "workers": HERALD_WORKERS,
+    "timeout": HERALD_LEASE_SECONDS,
+    "retry": HERALD_LEASE_SECONDS * 3 + 30,
+    "max_attempts": 1,
+    "ack_failures": True,
+    # -1 keeps no successful task rows; the default (250) re-prunes the table on every task.
+    "save_limit": -1,
+    "queue_limit": HERALD_WORKERS * 2,
+    "poll": env.float("HERALD_QUEUE_POLL", default=0.2),
+    "catch_up": False,
+    "label": "Jobs",
+}
