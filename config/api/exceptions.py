@@ -1,0 +1,88 @@
+"""One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The request conflicts with the current state of the resource."
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "Request body too large."
+
+
+def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # an unexpected error: let Django log it and answer 500
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        first = _first_message(fields)
+        response.data = error_body(code="invalid", message=first or "Invalid input.", fields=fields)
+    else:
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        response.data = error_body(
+            code=codes if isinstance(codes, str) else "error",
+            message=str(getattr(exc, "detail", exc)),
+        )
+    return response
+
+
+def _first_message(fields: Any, path: str = "") -> str:
+    """`payload: Expected a JSON object.` — the first problem, named by its field path."""
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            name = f"{path}.{key}" if path else str(key)
+            if key == "non_field_errors":
+                name = path
+            found = _first_message(value, name)
+            if found:
+                return found
+    elif isinstance(fields, list):
+        for index, value in enumerate(fields):
+            name = f"{path}[{index}]" if isinstance(value, (dict, list)) else path
+            found = _first_message(value, name)
+            if found:
+                return found
+    elif fields:
+        return f"{path}: {fields}" if path else str(fields)
+    return ""
+
+
+def json_not_found(request, exception=None):
+    """JSON 404s for the API (e.g. a malformed id in the URL); Django's page for everything else."""
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(
+        error_body(code="not_found", message=f"No such resource: {request.path}"), status=404
+    )
+
+
+def json_server_error(request):
+    if not request.path.startswith("/api/"):
+        return defaults.server_error(request)
+    return JsonResponse(
+        error_body(code="server_error", message="Internal server error; it has been logged."),
+        status=500,
+    )

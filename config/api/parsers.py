@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from config.api.exceptions import PayloadTooLarge
+
+# A small body can nest thousands deep; past Python's recursion limit, encoding it again (for the
+# database, the fingerprint, the response) would crash with a 500. Ruby's parser stops at 100 too.
+MAX_DEPTH = 100
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies only, refused with 413 past HERALD_MAX_PAYLOAD_BYTES before they are parsed."""
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        limit = settings.HERALD_MAX_PAYLOAD_BYTES
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        if not raw:
+            raise ParseError("Request body is empty; expected a JSON object.")
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"Request body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.") from exc
+        if _deeper_than(data, MAX_DEPTH):
+            raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.")
+        return data
+
+
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are not JSON; accepting them would store payloads receivers cannot parse.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether arrays/objects nest more than `limit` levels; iterative, so any depth is safe."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

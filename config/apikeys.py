@@ -1,0 +1,62 @@
+"""Issuing and checking API keys. Keys look like `hrld_<prefix>_<secret>` and are shown once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from config.models import ApiKey
+
+KEY_PREFIX = "hrld"
+# last_used_at is informative, not exact: writing it on every request would cost a database
+# write per API call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    plaintext: str
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, name: str) -> IssuedKey:
+    return api_key_issue(api_key=ApiKey(name=name))
+
+
+def api_key_issue(*, api_key: ApiKey) -> IssuedKey:
+    """Give an unsaved key its secret and save it; the plaintext exists only in the result."""
+    secret = secrets.token_urlsafe(32)
+    api_key.prefix = secrets.token_hex(4)
+    api_key.secret_hash = _digest(secret)
+    api_key.save()
+    return IssuedKey(api_key=api_key, plaintext=f"{KEY_PREFIX}_{api_key.prefix}_{secret}")
+
+
+def api_key_authenticate(*, plaintext: str, now: datetime | None = None) -> ApiKey | None:
+    """The active key matching `plaintext`, or None. Comparison is constant-time."""
+    parts = plaintext.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    _, prefix, secret = parts
+    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at=None).first()
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(secret)):
+        return None
+    now = now or timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+    return api_key
+
+
+def api_keys_revoke(*, api_keys: QuerySet[ApiKey], now: datetime) -> int:
+    return api_keys.filter(revoked_at=None).update(revoked_at=now)

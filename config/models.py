@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class ApiKey(models.Model):
+    """A client's credential for the JSON API.
+
+    Only a SHA-256 digest of the secret part is stored: a leaked database does not leak keys.
+    The short public prefix finds the row without scanning, and is safe to show in the admin.
+    """
+
+    name = models.CharField(max_length=100, help_text="Who uses this key, e.g. 'billing-service'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
