@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Delivery(models.Model):
+    """One event on its way to one subscriber: the unit that is attempted, retried and replayed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        IN_FLIGHT = "in_flight"
+        RETRYING = "retrying"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    # The real schedule; the job queue only holds work due soon (see deliveries.queue).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a job for the current next_attempt_at was put in the queue; None when none is.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # While in flight: after this, the worker is presumed dead and the delivery may be reclaimed.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "subscriber"], name="delivery_event_subscriber_unique"
+            )
+        ]
+        indexes = [
+            # The sweeper's scan: only unfinished work is indexed, so it stays small.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retrying"]),
+                name="delivery_due_idx",
+            ),
+            models.Index(
+                fields=["lease_until"],
+                condition=models.Q(status="in_flight"),
+                name="delivery_lease_idx",
+            ),
+            models.Index(fields=["subscriber", "-created_at"], name="delivery_subscriber_idx"),
+            models.Index(fields=["status", "-created_at"], name="delivery_status_idx"),
+            models.Index(fields=["-created_at"], name="delivery_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DELIVERED, self.Status.FAILED)
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP request to a receiver.
+
+    Written before the request is sent, so a worker killed mid-request leaves a trace.
+    """
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    request_headers = models.JSONField(default=dict, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery", "number"], name="attempt_delivery_number_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["-started_at"], name="attempt_started_idx")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

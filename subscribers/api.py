@@ -1,0 +1,114 @@
+"""The subscribers endpoints: thin views over subscribers.services."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import django_filters
+from rest_framework import serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.api.filters import StrictBooleanFilter
+from config.api.routing import UUID_PATTERN
+from subscribers.matching import is_valid_pattern
+from subscribers.models import Subscriber
+from subscribers.services import subscriber_create, subscriber_update
+from subscribers.urls_safety import UnsafeEndpoint, check_endpoint_url
+
+MAX_PATTERNS = 100
+
+
+class SubscriberSerializer(serializers.ModelSerializer):
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=202),
+        allow_empty=False,
+        max_length=MAX_PATTERNS,
+        help_text="Exact types ('invoice.paid'), prefixes ('order.*') or '*' for everything.",
+    )
+    rate_limit_per_second = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.001, max_value=100_000
+    )
+
+    class Meta:
+        model = Subscriber
+        fields = [
+            "id",
+            "name",
+            "endpoint_url",
+            "event_types",
+            "rate_limit_per_second",
+            "is_active",
+            "deactivated_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "deactivated_reason", "created_at", "updated_at"]
+
+    def validate_endpoint_url(self, value: str) -> str:
+        try:
+            check_endpoint_url(value)
+        except UnsafeEndpoint as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        # URLValidator takes any five digits as a port; 0 or 99999 could never be delivered to.
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise serializers.ValidationError("The port must be between 1 and 65535.")
+        return value
+
+    def validate_event_types(self, value: list[str]) -> list[str]:
+        invalid = [pattern for pattern in value if not is_valid_pattern(pattern)]
+        if invalid:
+            raise serializers.ValidationError(
+                f"Invalid pattern(s) {invalid}: use exact types like 'invoice.paid', "
+                "prefixes like 'order.*', or '*'."
+            )
+        return list(dict.fromkeys(value))
+
+
+class SubscriberCreatedSerializer(SubscriberSerializer):
+    """The only response that carries the signing secret: it is shown once, on creation."""
+
+    class Meta(SubscriberSerializer.Meta):
+        fields = [*SubscriberSerializer.Meta.fields, "secret"]
+        read_only_fields = [*SubscriberSerializer.Meta.read_only_fields, "secret"]
+
+
+class SubscriberFilter(django_filters.FilterSet):
+    is_active = StrictBooleanFilter()
+
+    class Meta:
+        model = Subscriber
+        fields = ["is_active"]
+
+
+class SubscriberViewSet(viewsets.ModelViewSet):
+    queryset = Subscriber.objects.all()
+    serializer_class = SubscriberSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_regex = UUID_PATTERN
+    filterset_class = SubscriberFilter
+
+    def create(self, request: Request) -> Response:
+        serializer = SubscriberSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        subscriber = subscriber_create(
+            name=data["name"],
+            endpoint_url=data["endpoint_url"],
+            event_types=data["event_types"],
+            rate_limit_per_second=data.get("rate_limit_per_second"),
+        )
+        return Response(
+            SubscriberCreatedSerializer(subscriber).data, status=status.HTTP_201_CREATED
+        )
+
+    def partial_update(self, request: Request, pk=None) -> Response:
+        subscriber = self.get_object()
+        serializer = SubscriberSerializer(subscriber, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        subscriber = subscriber_update(subscriber=subscriber, changes=serializer.validated_data)
+        return Response(SubscriberSerializer(subscriber).data)

@@ -1,0 +1,37 @@
+"""Event-type names and the patterns subscribers use to select them. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+EVENT_TYPE_MAX_LENGTH = 200
+# Lowercase words (letters, digits, "_" or "-") joined by dots: "order.created", "github.push".
+EVENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
+WILDCARD = "*"
+PREFIX_SUFFIX = ".*"
+
+
+def is_valid_event_type(event_type: str) -> bool:
+    return len(event_type) <= EVENT_TYPE_MAX_LENGTH and bool(EVENT_TYPE_RE.match(event_type))
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    if pattern == WILDCARD:
+        return True
+    if pattern.endswith(PREFIX_SUFFIX):
+        return is_valid_event_type(pattern[: -len(PREFIX_SUFFIX)])
+    return is_valid_event_type(pattern)
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """`*` matches everything, `order.*` matches `order.created` and `order.line.added`."""
+    if pattern == WILDCARD:
+        return True
+    if pattern.endswith(PREFIX_SUFFIX):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+def matches_any(patterns: Iterable[str], event_type: str) -> bool:
+    return any(matches(pattern, event_type) for pattern in patterns)
