@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from config.api.exceptions import json_not_found
+from config.api.health import health
+from deadletters.api import DeadLetterViewSet
+from deliveries.api import DeliveryViewSet
+from events.api import EventViewSet
+from subscribers.api import SubscriberViewSet
+
+router = DefaultRouter(trailing_slash=False)
+router.include_root_view = False
+router.register("subscribers", SubscriberViewSet, basename="subscriber")
+router.register("events", EventViewSet, basename="event")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
+router.register("dead-letters", DeadLetterViewSet, basename="deadletter")
+
+urlpatterns = [
+    path("api/v1/health", health, name="health"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+    # Anything else under /api/ (a malformed id, a typo) is a JSON 404, in DEBUG too.
+    re_path(r"^api/", json_not_found),
+]
+
+handler404 = "config.api.exceptions.json_not_found"
+handler500 = "config.api.exceptions.json_server_error"

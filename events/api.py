@@ -1,0 +1,173 @@
+"""The events endpoints: thin views over events.services and events.selectors."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.api.exceptions import Conflict
+from config.api.routing import UUID_PATTERN
+from deliveries.models import Delivery
+from events.models import Event
+from events.selectors import event_with_deliveries, events_list
+from events.services import IdempotencyConflict, event_create
+from subscribers.matching import EVENT_TYPE_MAX_LENGTH, is_valid_event_type
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class EventTypeField(serializers.CharField):
+    default_error_messages = {
+        "invalid_event_type": (
+            "Must be lowercase words (letters, digits, '_' or '-') joined by dots, "
+            "e.g. 'order.created'."
+        ),
+    }
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", EVENT_TYPE_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not is_valid_event_type(value):
+            self.fail("invalid_event_type")
+        return value
+
+
+class JSONObjectField(serializers.JSONField):
+    # Doubled braces: DRF formats error messages with str.format.
+    default_error_messages = {
+        "not_object": 'Must be a JSON object, e.g. {{"order_id": 42}}.',
+        "unstorable": "Strings must not contain NUL (\\u0000) or unpaired surrogate characters.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if not _storable(data):
+            self.fail("unstorable")
+        return super().to_internal_value(data)
+
+
+def _storable(data) -> bool:
+    """JSON allows NUL and lone surrogates in strings; PostgreSQL's jsonb refuses them (a 500)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return False
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+class EventInputSerializer(serializers.Serializer):
+    event_type = EventTypeField()
+    payload = JSONObjectField()
+
+
+class EventSerializer(serializers.ModelSerializer):
+    delivery_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "event_type", "payload", "created_at", "delivery_count"]
+
+
+class EventDeliverySerializer(serializers.ModelSerializer):
+    subscriber_name = serializers.CharField(source="subscriber.name", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "subscriber_id",
+            "subscriber_name",
+            "status",
+            "attempt_count",
+            "next_attempt_at",
+            "last_status_code",
+            "delivered_at",
+        ]
+
+
+class EventDetailSerializer(EventSerializer):
+    deliveries = EventDeliverySerializer(many=True, read_only=True)
+
+    class Meta(EventSerializer.Meta):
+        fields = [*EventSerializer.Meta.fields, "deliveries"]
+
+
+class EventFilter(django_filters.FilterSet):
+    event_type = django_filters.CharFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Event
+        fields = ["event_type", "created_after", "created_before"]
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    filterset_class = EventFilter
+    lookup_value_regex = UUID_PATTERN
+
+    def get_queryset(self):
+        return event_with_deliveries() if self.action == "retrieve" else events_list()
+
+    def get_serializer_class(self):
+        return EventDetailSerializer if self.action == "retrieve" else EventSerializer
+
+    @extend_schema(
+        request=EventInputSerializer,
+        responses={202: EventSerializer, 200: EventSerializer},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="Retry-safe creation: the same key and body return the original "
+                "event (200); the same key with a different body is a 409.",
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER, "").strip() or None
+        if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise serializers.ValidationError(
+                {IDEMPOTENCY_HEADER: [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+            )
+        if idempotency_key and "\x00" in idempotency_key:
+            # PostgreSQL refuses NUL in text; looking the key up would be a 500.
+            raise serializers.ValidationError({IDEMPOTENCY_HEADER: ["Must not contain NUL."]})
+        serializer = EventInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            ingested = event_create(
+                event_type=serializer.validated_data["event_type"],
+                payload=serializer.validated_data["payload"],
+                api_key=request.auth,
+                idempotency_key=idempotency_key,
+            )
+        except IdempotencyConflict as exc:
+            raise Conflict(str(exc)) from exc
+        ingested.event.delivery_count = ingested.delivery_count
+        return Response(
+            EventSerializer(ingested.event).data,
+            status=status.HTTP_202_ACCEPTED if ingested.created else status.HTTP_200_OK,
+        )
