@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from deadletters.models import DeadLetter
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.sender import SendResult
+from deliveries.services import (
+    LOST_WORKER_ERROR,
+    deliveries_requeue,
+    deliveries_sweep,
+    delivery_claim,
+    delivery_record_outcome,
+)
+from events.services import event_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _schedule(settings):
+    settings.HERALD_RETRY_SCHEDULE = [5, 30, 600]
+    settings.HERALD_ENQUEUE_HORIZON = 300
+
+
+@pytest.fixture
+def delivery(make_subscriber) -> Delivery:
+    make_subscriber(event_types=["order.*"])
+    event_create(event_type="order.created", payload={"order_id": 1})
+    return Delivery.objects.get()
+
+
+def _jobs() -> list[tuple[str, object]]:
+    """(delivery id, lock) of every queued deliver job."""
+    return [(SignedPackage.loads(job.payload)["args"][0], job.lock) for job in OrmQ.objects.all()]
+
+
+def _ok(status: int = 200, **fields) -> SendResult:
+    return SendResult(status_code=status, duration_ms=12, **fields)
+
+
+def test_fan_out_queues_one_job_per_delivery_due_now(make_subscriber):
+    make_subscriber(event_types=["order.*"])
+    make_subscriber(event_types=["*"])
+    make_subscriber(event_types=["invoice.paid"])
+
+    ingested = event_create(event_type="order.created", payload={})
+
+    deliveries = Delivery.objects.filter(event=ingested.event)
+    assert ingested.delivery_count == 2 == deliveries.count()
+    assert sorted(_jobs()) == sorted((str(d.pk), ingested.event.created_at) for d in deliveries)
+
+
+def test_claim_writes_the_attempt_before_sending(delivery):
+    now = timezone.now()
+
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.IN_FLIGHT
+    assert delivery.attempt_count == 1
+    assert delivery.lease_until > now
+    attempt = DeliveryAttempt.objects.get(delivery=delivery)
+    assert attempt.number == 1 and attempt.finished_at is None
+    assert attempt.request_headers["webhook-id"] == str(delivery.event_id)
+    assert claim.request.headers["webhook-id"] == str(delivery.event_id)
+
+
+def test_second_claim_of_an_in_flight_delivery_gets_nothing(delivery):
+    now = timezone.now()
+    assert delivery_claim(delivery_id=delivery.pk, now=now) is not None
+
+    assert delivery_claim(delivery_id=delivery.pk, now=now) is None
+    assert DeliveryAttempt.objects.count() == 1
+
+
+def test_delivery_not_yet_due_is_not_claimed(delivery):
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+
+    assert delivery_claim(delivery_id=delivery.pk, now=timezone.now()) is None
+
+
+def test_delivery_to_an_inactive_subscriber_is_held_without_spending_an_attempt(delivery):
+    delivery.subscriber.is_active = False
+    delivery.subscriber.save()
+
+    assert delivery_claim(delivery_id=delivery.pk, now=timezone.now()) is None
+
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.attempt_count == 0
+    assert delivery.enqueued_at is None  # the sweeper re-queues it once the subscriber is back
+
+
+def test_2xx_marks_delivered(delivery):
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    outcome = delivery_record_outcome(claim=claim, result=_ok(204), now=now)
+
+    delivery.refresh_from_db()
+    assert outcome == "delivered"
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert delivery.delivered_at == now
+    assert delivery.next_attempt_at is None
+    assert DeliveryAttempt.objects.get().status_code == 204
+
+
+def test_failure_schedules_a_retry_with_a_job_at_its_exact_time(delivery):
+    now = timezone.now()
+    OrmQ.objects.all().delete()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    outcome = delivery_record_outcome(
+        claim=claim, result=_ok(500, response_excerpt="boom"), now=now
+    )
+
+    delivery.refresh_from_db()
+    assert outcome == "retrying"
+    assert delivery.status == Delivery.Status.RETRYING
+    assert delivery.last_status_code == 500
+    assert delivery.last_error == "HTTP 500"
+    assert now + timedelta(seconds=5) <= delivery.next_attempt_at <= now + timedelta(seconds=5.5)
+    assert _jobs() == [(str(delivery.pk), delivery.next_attempt_at)]
+
+
+def test_retry_beyond_the_horizon_waits_in_the_table_not_the_queue(delivery, settings):
+    settings.HERALD_RETRY_SCHEDULE = [3600]
+    now = timezone.now()
+    OrmQ.objects.all().delete()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    delivery_record_outcome(claim=claim, result=_ok(None, error="connection error"), now=now)
+
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.RETRYING
+    assert delivery.enqueued_at is None
+    assert delivery.last_error == "connection error"
+    assert _jobs() == []
+
+
+def test_retry_after_on_429_pushes_the_retry_back(delivery):
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    delivery_record_outcome(claim=claim, result=_ok(429, headers={"Retry-After": "20"}), now=now)
+
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at == now + timedelta(seconds=20)
+
+
+def test_410_fails_at_once_deactivates_the_subscriber_and_dead_letters(delivery):
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    outcome = delivery_record_outcome(claim=claim, result=_ok(410), now=now)
+
+    delivery.refresh_from_db()
+    delivery.subscriber.refresh_from_db()
+    assert outcome == "gone"
+    assert delivery.status == Delivery.Status.FAILED
+    assert not delivery.subscriber.is_active
+    assert "410" in delivery.subscriber.deactivated_reason
+    assert DeadLetter.objects.get(delivery=delivery).last_status_code == 410
+
+
+def test_exhausted_attempts_fail_and_dead_letter(delivery):
+    now = timezone.now()
+    for _ in range(4):
+        claim = delivery_claim(delivery_id=delivery.pk, now=now)
+        outcome = delivery_record_outcome(claim=claim, result=_ok(503), now=now)
+        now = Delivery.objects.get(pk=delivery.pk).next_attempt_at or now
+
+    delivery.refresh_from_db()
+    assert outcome == "exhausted"
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.attempt_count == 4
+    letter = DeadLetter.objects.get(delivery=delivery)
+    assert letter.reason == "all 4 attempts failed; last: HTTP 503"
+    assert letter.resolved_at is None
+
+
+def test_expired_lease_is_reclaimed_and_the_lost_attempt_counts(delivery):
+    now = timezone.now()
+    delivery_claim(delivery_id=delivery.pk, now=now)
+    later = now + timedelta(hours=1)
+
+    claim = delivery_claim(delivery_id=delivery.pk, now=later)
+
+    assert claim is not None and claim.attempt.number == 2
+    lost = DeliveryAttempt.objects.get(delivery=delivery, number=1)
+    assert lost.error == LOST_WORKER_ERROR and lost.finished_at == later
+
+
+def test_outcome_from_a_superseded_worker_is_ignored(delivery):
+    now = timezone.now()
+    stale = delivery_claim(delivery_id=delivery.pk, now=now)
+    current = delivery_claim(delivery_id=delivery.pk, now=now + timedelta(hours=1))
+
+    assert delivery_record_outcome(claim=stale, result=_ok(200), now=now) == "superseded"
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.IN_FLIGHT
+    assert delivery_record_outcome(claim=current, result=_ok(200), now=now) == "delivered"
+
+
+def test_sweeper_queues_retries_coming_due_once(delivery, settings):
+    settings.HERALD_RETRY_SCHEDULE = [3600]
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+    delivery_record_outcome(claim=claim, result=_ok(500), now=now)
+    OrmQ.objects.all().delete()
+    due_at = Delivery.objects.get().next_attempt_at
+
+    assert deliveries_sweep(now=now) == 0  # an hour away: not the queue's business yet
+    assert deliveries_sweep(now=due_at - timedelta(minutes=2)) == 1
+    assert deliveries_sweep(now=due_at - timedelta(minutes=1)) == 0
+    assert _jobs() == [(str(delivery.pk), due_at)]
+
+
+def test_sweeper_requeues_a_lost_job(delivery):
+    OrmQ.objects.all().delete()  # e.g. the job failed while the database was down
+    much_later = timezone.now() + timedelta(hours=1)
+
+    assert deliveries_sweep(now=much_later) == 1
+    assert [job_id for job_id, _ in _jobs()] == [str(delivery.pk)]
+
+
+def test_sweeper_requeues_deliveries_whose_worker_died(delivery):
+    now = timezone.now()
+    delivery_claim(delivery_id=delivery.pk, now=now)
+    OrmQ.objects.all().delete()
+
+    assert deliveries_sweep(now=now) == 0  # lease still running
+    assert deliveries_sweep(now=now + timedelta(hours=1)) == 1
+    assert [job_id for job_id, _ in _jobs()] == [str(delivery.pk)]
+
+
+def test_sweeper_leaves_inactive_subscribers_alone(delivery):
+    OrmQ.objects.all().delete()
+    delivery.subscriber.is_active = False
+    delivery.subscriber.save()
+
+    assert deliveries_sweep(now=timezone.now() + timedelta(hours=1)) == 0
+
+
+def test_replayed_delivery_numbers_attempts_on_from_its_history(delivery):
+    now = timezone.now()
+    delivery_record_outcome(
+        claim=delivery_claim(delivery_id=delivery.pk, now=now), result=_ok(500), now=now
+    )
+    deliveries_requeue(deliveries=Delivery.objects.filter(pk=delivery.pk), now=now)
+
+    claim = delivery_claim(delivery_id=delivery.pk, now=now)
+
+    assert claim.attempt.number == 2
+    assert claim.delivery.attempt_count == 1  # a fresh set of attempts

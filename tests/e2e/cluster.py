@@ -1,0 +1,79 @@
+"""A real `manage.py qcluster` subprocess pointed at the test database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Fast clocks so retries, leases and redelivery happen within a test's patience.
+E2E_ENV = {
+    "HERALD_RETRY_SCHEDULE": "1,1",
+    "HERALD_DELIVERY_TIMEOUT": "2",
+    "HERALD_CONNECT_TIMEOUT": "1",
+    "HERALD_LEASE_SECONDS": "4",
+    "HERALD_WORKERS": "2",
+    "HERALD_QUEUE_POLL": "0.1",
+    "HERALD_ALLOW_PRIVATE_TARGETS": "true",
+}
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, for a process outside this one."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Cluster:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = os.environ | E2E_ENV | {"DATABASE_URL": test_database_url()}
+        log = self.log_path.open("ab")
+        # A session of its own, so kill() reaches the sentinel, pusher, workers and monitor alike.
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """kill -9 of every process of the cluster, as a crashed machine would."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        # Stray children of a stopped sentinel must not run into the next test.
+        self._signal(signal.SIGKILL)
+        time.sleep(0.2)
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
