@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -36,6 +37,8 @@ class SubscriberAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     actions = ["pause_subscribers", "resume_subscribers"]
+    # An endpoint typed without a scheme means https; Django 6 makes that the default.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request: HttpRequest, obj: Subscriber, form, change: bool) -> None:
         if not change and not obj.secret:
