@@ -151,6 +151,8 @@ LOGGING = {
 HERALD_MAX_PAYLOAD_BYTES = env.int("HERALD_MAX_PAYLOAD_BYTES", default=256 * 1024)
 # Seconds to wait for a receiver's TCP/TLS connection.
 HERALD_CONNECT_TIMEOUT = env.float("HERALD_CONNECT_TIMEOUT", default=5.0)
+# Seconds to wait for each read from a receiver (response headers, each chunk of the body).
+HERALD_READ_TIMEOUT = env.float("HERALD_READ_TIMEOUT", default=10.0)
 # Seconds a whole delivery request may take, connect to last byte; a trickling receiver is cut off.
 HERALD_DELIVERY_TIMEOUT = env.float("HERALD_DELIVERY_TIMEOUT", default=10.0)
 # Seconds to wait after each failed attempt; attempts allowed = len(schedule) + 1 (~1.5 days).
@@ -178,8 +180,16 @@ HERALD_RETRY_SCHEDULE = [
 HERALD_ENQUEUE_HORIZON = env.int("HERALD_ENQUEUE_HORIZON", default=300)
 # Bytes of each receiver response kept on the attempt record.
 HERALD_RESPONSE_EXCERPT_BYTES = env.int("HERALD_RESPONSE_EXCERPT_BYTES", default=4096)
-# Deliver to private, loopback and link-local addresses (development and tests only).
+# Deliver to private, loopback, link-local, multicast and reserved addresses. Off in production:
+# otherwise anyone who can create a subscriber can make Herald call into our own network.
 HERALD_ALLOW_PRIVATE_TARGETS = env.bool("HERALD_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# Consecutive failed attempts that open a subscriber's circuit.
+HERALD_BREAKER_THRESHOLD = env.int("HERALD_BREAKER_THRESHOLD", default=5)
+# Seconds an open circuit waits before one probe; doubles on each failed probe up to the maximum.
+HERALD_BREAKER_COOLDOWN = env.float("HERALD_BREAKER_COOLDOWN", default=30.0)
+HERALD_BREAKER_MAX_COOLDOWN = env.float("HERALD_BREAKER_MAX_COOLDOWN", default=3600.0)
+# Requests per second for subscribers without their own limit; unset means unlimited.
+HERALD_DEFAULT_RATE_LIMIT = env.float("HERALD_DEFAULT_RATE_LIMIT", default=None)
 # Worker processes per qcluster.
 HERALD_WORKERS = env.int("HERALD_WORKERS", default=4)
 

@@ -7,8 +7,8 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from deliveries.sender import send
-from deliveries.services import delivery_claim, delivery_record_outcome
+from deliveries.attempts import delivery_claim, delivery_record_outcome
+from deliveries.sender import Timeouts, send
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,13 @@ def delivery_attempt(*, delivery_id: str) -> str:
         return "skipped"
     result = send(
         claim.request,
-        connect_timeout=settings.HERALD_CONNECT_TIMEOUT,
-        total_timeout=settings.HERALD_DELIVERY_TIMEOUT,
+        timeouts=Timeouts(
+            connect=settings.HERALD_CONNECT_TIMEOUT,
+            read=settings.HERALD_READ_TIMEOUT,
+            total=settings.HERALD_DELIVERY_TIMEOUT,
+        ),
         excerpt_bytes=settings.HERALD_RESPONSE_EXCERPT_BYTES,
+        allow_private=settings.HERALD_ALLOW_PRIVATE_TARGETS,
     )
     outcome = delivery_record_outcome(claim=claim, result=result, now=timezone.now())
     logger.info(

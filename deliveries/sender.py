@@ -6,7 +6,6 @@ No database here, so it can be tested against a plain HTTP server and reused by 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from standardwebhooks.webhooks import Webhook
+
+from deliveries.transport import Deadline, session
 
 USER_AGENT = "Herald-Webhooks/1.0"
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -72,26 +74,19 @@ def build_request(
     return WebhookRequest(url=url, body=body.encode(), headers=headers)
 
 
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    """One keep-alive session per thread: connections to a receiver are reused across deliveries."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        # Never read proxy settings or .netrc from the environment: deliveries go where they say.
-        session.trust_env = False
-        _local.session = session
-    return session
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float  # to establish the connection
+    read: float  # for each read from the socket
+    total: float  # for the whole request, connect to last byte kept
 
 
 def send(
     request: WebhookRequest,
     *,
-    connect_timeout: float,
-    total_timeout: float,
+    timeouts: Timeouts,
     excerpt_bytes: int,
+    allow_private: bool,
 ) -> SendResult:
     """POST the request; never raises for network trouble, which is reported in `error`.
 
@@ -99,30 +94,30 @@ def send(
     them would let a receiver point Herald somewhere else.
     """
     started = time.monotonic()
-    deadline = started + total_timeout
-    try:
-        response = _session().post(
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            timeout=(connect_timeout, total_timeout),
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.Timeout as exc:
-        return _failure(started, f"timeout: {exc}")
-    except requests.RequestException as exc:
-        return _failure(started, f"connection error: {exc}")
-    try:
-        excerpt, complete = _read_excerpt(response, deadline=deadline, limit=excerpt_bytes)
-    except requests.RequestException as exc:
-        response.close()
-        return SendResult(
-            status_code=response.status_code,
-            duration_ms=_elapsed_ms(started),
-            error=f"error reading the response: {exc}",
-            headers=dict(response.headers),
-        )
+    with Deadline(timeouts.total) as deadline:
+        try:
+            response = session(allow_private=allow_private).post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=(timeouts.connect, timeouts.read),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            return _failure(started, _describe(exc, deadline=deadline, timeouts=timeouts))
+        try:
+            excerpt, complete = _read_excerpt(
+                response, deadline=started + timeouts.total, limit=excerpt_bytes
+            )
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            return SendResult(
+                status_code=response.status_code,
+                duration_ms=_elapsed_ms(started),
+                error=_describe(exc, deadline=deadline, timeouts=timeouts, reading=True),
+                headers=dict(response.headers),
+            )
     if complete:
         response.close()  # returns the connection to the pool
     else:
@@ -149,6 +144,18 @@ def _read_excerpt(
         if len(received) > limit or time.monotonic() > deadline:
             return bytes(received[:limit]), False
     return bytes(received), True
+
+
+def _describe(
+    exc: Exception, *, deadline: Deadline, timeouts: Timeouts, reading: bool = False
+) -> str:
+    if deadline.expired:
+        return f"timeout: no complete response within {timeouts.total:g}s"
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"timeout: no connection within {timeouts.connect:g}s"
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return f"timeout: nothing received for {timeouts.read:g}s"
+    return f"{'error reading the response' if reading else 'connection error'}: {exc}"
 
 
 def _failure(started: float, error: str) -> SendResult:

@@ -23,6 +23,7 @@ class Reply:
     body: bytes = b'{"ok": true}'
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between bytes of the whole response, status line included
 
 
 class Receiver:
@@ -43,12 +44,28 @@ class Receiver:
                 reply = receiver._record(self.path, dict(self.headers), body)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.trickle:
+                    self._trickle(reply)
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
+
+            def _trickle(self, reply: Reply) -> None:
+                raw = (
+                    f"HTTP/1.1 {reply.status} OK\r\nContent-Length: {len(reply.body)}\r\n\r\n"
+                ).encode() + reply.body
+                try:
+                    for byte in raw:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                except OSError:
+                    pass  # the client gave up, as it should
+                self.close_connection = True
 
             def log_message(self, format: str, *args) -> None:
                 pass

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
-from deliveries.sender import build_request, send
+from deliveries.sender import Timeouts, build_request, send
 from subscribers.secrets import generate_secret
 from tests.receiver import Reply
 
@@ -23,9 +23,13 @@ def _request(url: str, secrets: list[str]):
     )
 
 
-def _send(request, **overrides):
-    options = {"connect_timeout": 2, "total_timeout": 2, "excerpt_bytes": 4096} | overrides
-    return send(request, **options)
+def _send(request, *, total=2.0, read=2.0, excerpt_bytes=4096, allow_private=True):
+    return send(
+        request,
+        timeouts=Timeouts(connect=1, read=read, total=total),
+        excerpt_bytes=excerpt_bytes,
+        allow_private=allow_private,
+    )
 
 
 def test_signature_verifies_with_the_standard_webhooks_library():
@@ -95,11 +99,38 @@ def test_redirects_are_not_followed(receiver):
 def test_slow_receiver_times_out(receiver):
     receiver.default("/hook", Reply(delay=3))
 
-    result = _send(_request(receiver.url(), [generate_secret()]), total_timeout=0.5)
+    result = _send(_request(receiver.url(), [generate_secret()]), total=0.5)
 
     assert result.status_code is None
-    assert result.error.startswith("timeout")
-    assert result.duration_ms < 2000
+    assert result.error == "timeout: no complete response within 0.5s"
+    assert result.duration_ms < 1500
+
+
+def test_receiver_trickling_bytes_is_cut_off_at_the_total_deadline(receiver):
+    # Each byte arrives well within the read timeout, so only the whole-request deadline stops it.
+    receiver.default("/hook", Reply(trickle=0.1, body=b"x" * 100))
+
+    result = _send(_request(receiver.url(), [generate_secret()]), total=1.0, read=5.0)
+
+    assert result.error == "timeout: no complete response within 1s"
+    assert 1000 <= result.duration_ms < 1600
+
+
+def test_private_address_is_refused_at_send_time_without_contacting_it(receiver):
+    result = _send(_request(receiver.url(), [generate_secret()]), allow_private=False)
+
+    assert result.status_code is None
+    assert "refused: 127.0.0.1 resolves to 127.0.0.1, a private" in result.error
+    assert receiver.received() == []
+
+
+def test_name_resolving_to_loopback_is_refused_at_send_time(receiver):
+    url = f"http://localhost:{receiver.port}/hook"
+
+    result = _send(_request(url, [generate_secret()]), allow_private=False)
+
+    assert "refused: localhost resolves to" in result.error
+    assert receiver.received() == []
 
 
 def test_refused_connection_is_an_error_not_an_exception(receiver):

@@ -304,12 +304,6 @@ def test_endpoint_url_with_an_explicit_port_is_accepted(api, port):
     assert response.status_code == 201
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HERALD_ALLOW_PRIVATE_TARGETS is defined in settings but never read: "
-    "subscribers.urls_safety.check_endpoint_url (and the sender) accept private, loopback and "
-    "link-local targets; the fix belongs in urls_safety.py/sender.py, outside the API layer.",
-)
 @pytest.mark.parametrize(
     "endpoint_url",
     [
@@ -319,6 +313,11 @@ def test_endpoint_url_with_an_explicit_port_is_accepted(api, port):
         "http://192.168.1.1/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://[::1]/hook",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://224.0.0.1/hook",
+        "http://100.64.0.1/hook",
+        "http://240.0.0.1/hook",
     ],
 )
 def test_private_endpoint_urls_are_refused_unless_allowed(api, settings, endpoint_url):

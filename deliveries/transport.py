@@ -1,0 +1,135 @@
+"""The HTTP transport deliveries go out on: a requests Session whose connections
+
+- connect only to addresses that passed the SSRF check, resolved once and checked all together,
+  so a name cannot be re-resolved to a private address between the check and the connect;
+- obey a whole-request deadline: a watchdog shuts the socket when the delivery's time is up, so a
+  receiver that trickles its headers or body byte by byte cannot hold a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.connection import create_connection
+
+from subscribers.urls_safety import UnsafeEndpoint, check_addresses, resolve
+
+_local = threading.local()
+
+
+class Deadline:
+    """Shuts down the socket of the request in progress on this thread when time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        _local.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        _local.deadline = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                _shutdown(sock)
+            self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedConnectionMixin:
+    allow_private = False
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn() if self.allow_private else self._connect_checked()
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.watch(sock)
+        return sock
+
+    def _connect_checked(self) -> socket.socket:
+        try:
+            addresses = resolve(self._dns_host, self.port)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        try:
+            check_addresses(self.host, addresses)
+        except UnsafeEndpoint as exc:
+            raise NewConnectionError(self, f"refused: {exc}") from exc
+        last_error: OSError | None = None
+        for address in addresses:
+            try:
+                return create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as exc:
+                last_error = exc
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")
+
+    def getresponse(self, *args, **kwargs):
+        # A kept-alive connection was watched by an earlier request's deadline, not this one's.
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None and self.sock is not None:
+            deadline.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+def _adapter(*, allow_private: bool) -> HTTPAdapter:
+    http_conn = type(
+        "GuardedHTTPConnection",
+        (_GuardedConnectionMixin, HTTPConnection),
+        {"allow_private": allow_private},
+    )
+    https_conn = type(
+        "GuardedHTTPSConnection",
+        (_GuardedConnectionMixin, HTTPSConnection),
+        {"allow_private": allow_private},
+    )
+    http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
+    https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+
+    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+    adapter.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+    return adapter
+
+
+def session(*, allow_private: bool) -> requests.Session:
+    """A keep-alive session for deliveries; one per thread (requests sessions are not shared)."""
+    key = f"session_{allow_private}"
+    found = getattr(_local, key, None)
+    if found is None:
+        found = requests.Session()
+        # Never read proxy settings or .netrc from the environment: deliveries go where they say.
+        found.trust_env = False
+        adapter = _adapter(allow_private=allow_private)
+        found.mount("http://", adapter)
+        found.mount("https://", adapter)
+        setattr(_local, key, found)
+    return found
