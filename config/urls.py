@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from config.api.exceptions import json_not_found
 from config.api.health import health
 from deadletters.api import DeadLetterViewSet
-from deliveries.api import DeliveryViewSet
+from deliveries.api import DeliveryViewSet, SubscriberHealthView
 from events.api import EventViewSet
 from subscribers.api import SubscriberViewSet
 
@@ -19,6 +19,11 @@ router.register("dead-letters", DeadLetterViewSet, basename="deadletter")
 
 urlpatterns = [
     path("api/v1/health", health, name="health"),
+    path(
+        "api/v1/subscribers/<uuid:pk>/health",
+        SubscriberHealthView.as_view(),
+        name="subscriber-health",
+    ),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -26,6 +26,9 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # When a job for the current next_attempt_at was put in the queue; None when none is.
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # A slot the subscriber's rate limiter reserved for this delivery (== next_attempt_at): when it
+    # comes, the delivery goes without queueing behind the backlog again.
+    rate_slot_at = models.DateTimeField(null=True, blank=True)
     # While in flight: after this, the worker is presumed dead and the delivery may be reclaimed.
     lease_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -65,6 +68,10 @@ class Delivery(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.DELIVERED, self.Status.FAILED)
+
+
+# Waiting for an attempt: these are what claims, the sweeper and releases look for.
+DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
 
 class DeliveryAttempt(models.Model):

@@ -19,6 +19,7 @@ from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 DELIVER_TASK = "deliveries.tasks.deliver"
+PROBE_TASK = "deliveries.tasks.probe"
 
 
 class _EtaBroker(ORM):
@@ -44,14 +45,21 @@ def enqueue_deliveries(delivery_ids: Iterable[UUID | str], *, eta: datetime) -> 
 
 def enqueue_delivery_jobs(jobs: Iterable[tuple[UUID | str, datetime]]) -> int:
     """One `deliver` job per (delivery id, eta) pair, inserted together."""
+    return _enqueue(DELIVER_TASK, "deliver", jobs)
+
+
+def enqueue_probe(subscriber_id: UUID | str, *, eta: datetime) -> None:
+    """A job that sends one held delivery as the probe of an open circuit, at `eta`."""
+    _enqueue(PROBE_TASK, "probe", [(subscriber_id, eta)])
+
+
+def _enqueue(func: str, verb: str, jobs: Iterable[tuple[UUID | str, datetime]]) -> int:
     broker = _EtaBroker()
-    for delivery_id, eta in jobs:
+    for object_id, eta in jobs:
         broker.eta = eta
         # async_task builds and signs the package exactly as django-q2 expects it; the broker
         # only changes where and when the row lands. Only the id travels: the job re-reads state.
-        async_task(
-            DELIVER_TASK, str(delivery_id), broker=broker, task_name=f"deliver {delivery_id}"
-        )
+        async_task(func, str(object_id), broker=broker, task_name=f"{verb} {object_id}")
     count = len(broker.rows)
     broker.flush()
     return count

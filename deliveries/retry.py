@@ -38,9 +38,14 @@ class RetryPolicy:
             return None
         delay = self.delays[attempt_number - 1] * (1 + JITTER * rand())
         if retry_after is not None:
-            cap = self.delays[min(attempt_number, len(self.delays) - 1)]
-            delay = max(delay, min(retry_after, cap))
+            delay = max(delay, min(retry_after, self.retry_after_cap(attempt_number)))
         return delay
+
+    def retry_after_cap(self, attempt_number: int) -> float:
+        """The longest Retry-After honoured after attempt `attempt_number`: the delay after next."""
+        if not self.delays:
+            return 0.0
+        return self.delays[min(attempt_number, len(self.delays) - 1)]
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:

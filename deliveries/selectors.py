@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db.models import Prefetch, QuerySet
 
-from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
+from subscribers.models import Subscriber
+
+# "Recent" success rate: the last hour, at most this many attempts, so it stays cheap.
+RECENT = timedelta(hours=1)
+RECENT_ATTEMPTS = 500
 
 
 def deliveries_list() -> QuerySet[Delivery]:
@@ -15,3 +22,34 @@ def delivery_with_attempts() -> QuerySet[Delivery]:
     return Delivery.objects.prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number"))
     )
+
+
+def subscriber_health(*, subscriber: Subscriber, now: datetime) -> dict:
+    """What an operator asks of a receiver: is its circuit open, what waits, does it succeed?"""
+    recent = list(
+        DeliveryAttempt.objects.filter(
+            delivery__subscriber=subscriber,
+            started_at__gte=now - RECENT,
+            finished_at__isnull=False,
+        )
+        .order_by("-started_at")
+        .values_list("status_code", flat=True)[:RECENT_ATTEMPTS]
+    )
+    succeeded = sum(1 for code in recent if code is not None and 200 <= code < 300)
+    waiting = Delivery.objects.filter(
+        subscriber=subscriber, status__in=DUE_STATUSES, next_attempt_at__lte=now
+    )
+    return {
+        "subscriber_id": subscriber.pk,
+        "is_active": subscriber.is_active,
+        "circuit_state": subscriber.circuit_state,
+        "circuit_opened_manually": subscriber.circuit_manual,
+        "circuit_reason": subscriber.circuit_reason,
+        "consecutive_failures": subscriber.consecutive_failures,
+        "opened_at": subscriber.circuit_opened_at,
+        "next_probe_at": subscriber.circuit_next_probe_at,
+        "backoff_until": subscriber.backoff_until,
+        "held_deliveries": waiting.filter(enqueued_at=None).count(),
+        "recent_attempts": len(recent),
+        "recent_success_rate": round(succeeded / len(recent), 4) if recent else None,
+    }

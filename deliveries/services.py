@@ -1,271 +1,49 @@
-"""Writes of the delivery engine: fan out, claim an attempt, record its outcome, sweep."""
+"""Writes that start or restart deliveries: fan out, requeue, release held work, pick a probe."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import QuerySet
 
-from deadletters.models import DeadLetter
 from deliveries import policy
-from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.admission import reserve_slots
+from deliveries.models import DUE_STATUSES, Delivery
 from deliveries.queue import enqueue_deliveries, enqueue_delivery_jobs
-from deliveries.retry import parse_retry_after
-from deliveries.sender import RETRY_AFTER_STATUSES, SendResult, WebhookRequest, build_request
 from subscribers.models import Subscriber
-from subscribers.services import subscriber_deactivate
+from subscribers.ratelimit import effective_rate_limit
 
 logger = logging.getLogger(__name__)
 
-DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
-GONE = 410
-LOST_WORKER_ERROR = "worker stopped before recording the outcome (outcome unknown)"
-
 
 def fan_out(*, event_id, subscribers: Sequence[Subscriber], now: datetime) -> list[Delivery]:
-    """Create one delivery per subscriber and queue a job for each, in the caller's transaction."""
-    deliveries = Delivery.objects.bulk_create(
-        [
-            Delivery(event_id=event_id, subscriber=subscriber, next_attempt_at=now, enqueued_at=now)
-            for subscriber in subscribers
-        ]
-    )
-    enqueue_deliveries([delivery.id for delivery in deliveries], eta=now)
+    """Create one delivery per subscriber and queue its job, in the caller's transaction.
+
+    A rate-limited subscriber's delivery is scheduled for its reserved slot right here, so it has
+    one job, at the right time, instead of a job that only learns it must wait. A subscriber whose
+    circuit is open gets its delivery held: no job, no work until the circuit closes.
+    """
+    horizon = now + policy.enqueue_horizon()
+    deliveries = []
+    # Row locks for slot reservations are taken in id order, so concurrent fan-outs cannot deadlock.
+    for subscriber in sorted(subscribers, key=lambda subscriber: str(subscriber.pk)):
+        delivery = Delivery(event_id=event_id, subscriber=subscriber, next_attempt_at=now)
+        rate = effective_rate_limit(subscriber.rate_limit_per_second)
+        if subscriber.circuit_state != Subscriber.Circuit.CLOSED:
+            delivery.enqueued_at = None
+        elif rate is not None:
+            (slot,) = reserve_slots(subscriber_id=subscriber.pk, rate=rate, count=1, now=now)
+            delivery.next_attempt_at = delivery.rate_slot_at = slot
+            delivery.enqueued_at = now if slot <= horizon else None
+        else:
+            delivery.enqueued_at = now
+        deliveries.append(delivery)
+    Delivery.objects.bulk_create(deliveries)
+    enqueue_delivery_jobs((d.pk, d.next_attempt_at) for d in deliveries if d.enqueued_at)
     return deliveries
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A delivery this worker owns until `lease_until`, with the request it is about to send."""
-
-    delivery: Delivery
-    attempt: DeliveryAttempt
-    request: WebhookRequest
-
-
-@transaction.atomic
-def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
-    """Take a due delivery for one attempt, or None if it is not ours to send.
-
-    None means another worker holds it, it is not due yet, it is finished, or its subscriber is
-    inactive (then it waits, unqueued, until the subscriber is active again). The attempt row is
-    written before anything is sent, so a worker killed mid-request leaves a trace.
-    """
-    delivery = (
-        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("event", "subscriber")
-        .filter(pk=delivery_id)
-        .filter(
-            Q(status__in=DUE_STATUSES, next_attempt_at__lte=now)
-            | Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
-        )
-        .first()
-    )
-    if delivery is None:
-        return None
-    if delivery.status == Delivery.Status.IN_FLIGHT and not _settle_lost_attempt(delivery, now=now):
-        return None
-    if not delivery.subscriber.is_active:
-        _update(
-            delivery,
-            now=now,
-            status=delivery.status,
-            lease_until=None,
-            enqueued_at=None,
-            last_error=delivery.last_error,
-            last_status_code=delivery.last_status_code,
-        )
-        return None
-
-    request = build_request(
-        url=delivery.subscriber.endpoint_url,
-        message_id=str(delivery.event_id),
-        event_type=delivery.event.event_type,
-        occurred_at=delivery.event.created_at,
-        payload=delivery.event.payload,
-        secrets=[delivery.subscriber.secret],
-        now=now,
-    )
-    delivery.attempt_count += 1
-    delivery.status = Delivery.Status.IN_FLIGHT
-    delivery.lease_until = now + policy.lease()
-    delivery.enqueued_at = None
-    delivery.save(
-        update_fields=[
-            "attempt_count",
-            "status",
-            "lease_until",
-            "enqueued_at",
-            "last_error",
-            "last_status_code",
-            "updated_at",
-        ]
-    )
-    # Numbers run on across replays (which restart attempt_count), so history reads in order.
-    last_number = delivery.attempts.aggregate(last=Max("number"))["last"] or 0
-    attempt = DeliveryAttempt.objects.create(
-        delivery=delivery,
-        number=last_number + 1,
-        started_at=now,
-        request_headers=request.headers,
-    )
-    return Claim(delivery=delivery, attempt=attempt, request=request)
-
-
-def _settle_lost_attempt(delivery: Delivery, *, now: datetime) -> bool:
-    """A lease ran out: the worker died mid-attempt. That attempt counts, as a failure.
-
-    Returns whether the delivery may be attempted again now (the lease was the wait).
-    """
-    DeliveryAttempt.objects.filter(delivery=delivery, finished_at=None).update(
-        finished_at=now, error=LOST_WORKER_ERROR
-    )
-    if policy.retry_policy().delay_after(delivery.attempt_count) is None:
-        reason = f"all {delivery.attempt_count} attempts failed; last: {LOST_WORKER_ERROR}"
-        _fail(delivery, reason=reason, status_code=None, error=LOST_WORKER_ERROR, now=now)
-        return False
-    delivery.status = Delivery.Status.RETRYING
-    delivery.last_error = LOST_WORKER_ERROR
-    delivery.last_status_code = None
-    return True
-
-
-@transaction.atomic
-def delivery_record_outcome(*, claim: Claim, result: SendResult, now: datetime) -> str:
-    """Store what the receiver said and decide what happens next: done, retry, or dead letter.
-
-    Only the worker whose lease is still current may move the delivery on; a worker that was
-    presumed dead and replaced only records its attempt.
-    """
-    attempt = claim.attempt
-    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-        finished_at=now,
-        duration_ms=result.duration_ms,
-        status_code=result.status_code,
-        response_excerpt=result.response_excerpt,
-        error=result.error,
-    )
-    delivery = (
-        Delivery.objects.select_for_update()
-        .filter(
-            pk=claim.delivery.pk,
-            status=Delivery.Status.IN_FLIGHT,
-            attempt_count=claim.delivery.attempt_count,
-        )
-        .first()
-    )
-    if delivery is None:
-        logger.warning(
-            "outcome of a superseded attempt ignored delivery_id=%s attempt=%s",
-            claim.delivery.pk,
-            attempt.number,
-        )
-        return "superseded"
-    error = _describe_failure(result)
-    if result.succeeded:
-        _update(
-            delivery,
-            now=now,
-            status=Delivery.Status.DELIVERED,
-            delivered_at=now,
-            next_attempt_at=None,
-            lease_until=None,
-            last_status_code=result.status_code,
-            last_error="",
-        )
-        return "delivered"
-    if result.status_code == GONE:
-        reason = "receiver answered 410 Gone; subscriber deactivated"
-        subscriber_deactivate(
-            subscriber_id=delivery.subscriber_id,
-            reason=f"410 Gone from {claim.request.url} at {now.isoformat()}",
-            now=now,
-        )
-        _fail(delivery, reason=reason, status_code=result.status_code, error=error, now=now)
-        return "gone"
-    delay = policy.retry_policy().delay_after(
-        delivery.attempt_count, retry_after=_retry_after(result, now=now)
-    )
-    if delay is None:
-        reason = f"all {delivery.attempt_count} attempts failed; last: {error}"
-        _fail(delivery, reason=reason, status_code=result.status_code, error=error, now=now)
-        return "exhausted"
-    _schedule_retry(
-        delivery,
-        at=now + timedelta(seconds=delay),
-        status_code=result.status_code,
-        error=error,
-        now=now,
-    )
-    return "retrying"
-
-
-def _describe_failure(result: SendResult) -> str:
-    if result.succeeded:
-        return ""
-    if result.status_code is None:
-        return result.error
-    described = f"HTTP {result.status_code}"
-    return f"{described}: {result.error}" if result.error else described
-
-
-def _retry_after(result: SendResult, *, now: datetime) -> float | None:
-    if result.status_code not in RETRY_AFTER_STATUSES:
-        return None
-    headers = {name.lower(): value for name, value in result.headers.items()}
-    return parse_retry_after(headers.get("retry-after"), now=now)
-
-
-def _schedule_retry(
-    delivery: Delivery, *, at: datetime, status_code: int | None, error: str, now: datetime
-) -> None:
-    """A retry due soon gets its job now, at its exact time; a later one waits for the sweeper."""
-    queue_now = at <= now + policy.enqueue_horizon()
-    _update(
-        delivery,
-        now=now,
-        status=Delivery.Status.RETRYING,
-        next_attempt_at=at,
-        lease_until=None,
-        enqueued_at=now if queue_now else None,
-        last_status_code=status_code,
-        last_error=error,
-    )
-    if queue_now:
-        enqueue_deliveries([delivery.pk], eta=at)
-
-
-def _fail(
-    delivery: Delivery, *, reason: str, status_code: int | None, error: str, now: datetime
-) -> None:
-    _update(
-        delivery,
-        now=now,
-        status=Delivery.Status.FAILED,
-        next_attempt_at=None,
-        lease_until=None,
-        enqueued_at=None,
-        last_status_code=status_code,
-        last_error=error,
-    )
-    DeadLetter.objects.create(delivery_id=delivery.pk, reason=reason, last_status_code=status_code)
-    logger.warning(
-        "delivery dead-lettered delivery_id=%s event_id=%s subscriber_id=%s reason=%s",
-        delivery.pk,
-        delivery.event_id,
-        delivery.subscriber_id,
-        reason,
-    )
-
-
-def _update(delivery: Delivery, *, now: datetime, **fields) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(updated_at=now, **fields)
-    for name, value in fields.items():
-        setattr(delivery, name, value)
 
 
 @transaction.atomic
@@ -285,6 +63,7 @@ def deliveries_requeue(*, deliveries: QuerySet[Delivery], now: datetime) -> list
         attempt_count=0,
         next_attempt_at=now,
         enqueued_at=now,
+        rate_slot_at=None,
         lease_until=None,
         delivered_at=None,
         updated_at=now,
@@ -293,47 +72,73 @@ def deliveries_requeue(*, deliveries: QuerySet[Delivery], now: datetime) -> list
     return ids
 
 
-def deliveries_sweep(*, now: datetime, batch_size: int = 1000) -> int:
-    """Queue jobs for work the queue does not hold: retries coming due, lost jobs, dead workers.
-
-    Runs every minute from any cluster. Claims are idempotent, so an extra job is harmless; the
-    enqueued_at marks only keep the sweeper from adding one every minute.
-    """
-    grace = policy.lost_job_grace()
-    active = Q(subscriber__is_active=True)
-    coming_due = Q(
+def held_deliveries(*, subscriber_id, now: datetime) -> QuerySet[Delivery]:
+    """Due deliveries that no job will run: set aside while the subscriber was paused or open."""
+    return Delivery.objects.filter(
+        subscriber_id=subscriber_id,
         status__in=DUE_STATUSES,
+        next_attempt_at__lte=now,
         enqueued_at=None,
-        next_attempt_at__lte=now + policy.enqueue_horizon(),
     )
-    lost_job = Q(
-        status__in=DUE_STATUSES, next_attempt_at__lte=now - grace, enqueued_at__lte=now - grace
-    )
-    lease_expired = Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now) & (
-        Q(enqueued_at=None) | Q(enqueued_at__lte=now - grace)
-    )
-    total = 0
-    for condition in (coming_due, lost_job, lease_expired):
-        while True:
-            queued = _sweep_batch(active & condition, now=now, batch_size=batch_size)
-            total += queued
-            if queued < batch_size:
-                break
-    if total:
-        logger.info("sweeper queued %s deliveries", total)
-    return total
 
 
 @transaction.atomic
-def _sweep_batch(condition: Q, *, now: datetime, batch_size: int) -> int:
-    rows = list(
-        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(condition)
-        .order_by("next_attempt_at")
-        .values_list("pk", "next_attempt_at")[:batch_size]
-    )
-    if not rows:
+def held_deliveries_release(*, subscriber_id, now: datetime) -> int:
+    """Queue a subscriber's held deliveries, oldest first, spread over its rate limit.
+
+    Slots are reserved for the whole backlog at once, so ten thousand held deliveries drain at
+    exactly the subscriber's rate, evenly, instead of all waking and all being turned away.
+    """
+    subscriber = Subscriber.objects.filter(
+        pk=subscriber_id, is_active=True, circuit_state=Subscriber.Circuit.CLOSED
+    ).first()
+    if subscriber is None:
         return 0
-    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
-    enqueue_delivery_jobs((pk, max(due_at or now, now)) for pk, due_at in rows)
-    return len(rows)
+    ids = list(
+        held_deliveries(subscriber_id=subscriber_id, now=now)
+        .select_for_update(skip_locked=True)
+        .order_by("next_attempt_at", "created_at")
+        .values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    rate = effective_rate_limit(subscriber.rate_limit_per_second)
+    if rate is None:
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now, updated_at=now)
+        enqueue_deliveries(ids, eta=now)
+    else:
+        _schedule_in_slots(
+            ids,
+            reserve_slots(subscriber_id=subscriber_id, rate=rate, count=len(ids), now=now),
+            now=now,
+        )
+    logger.info("held deliveries released subscriber_id=%s count=%s", subscriber_id, len(ids))
+    return len(ids)
+
+
+def _schedule_in_slots(ids: list, slots: list[datetime], *, now: datetime) -> None:
+    horizon = now + policy.enqueue_horizon()
+    rows = [
+        Delivery(
+            pk=pk,
+            next_attempt_at=slot,
+            rate_slot_at=slot,
+            enqueued_at=now if slot <= horizon else None,
+            updated_at=now,
+        )
+        for pk, slot in zip(ids, slots, strict=True)
+    ]
+    Delivery.objects.bulk_update(
+        rows, ["next_attempt_at", "rate_slot_at", "enqueued_at", "updated_at"], batch_size=1000
+    )
+    enqueue_delivery_jobs((row.pk, row.next_attempt_at) for row in rows if row.enqueued_at)
+
+
+def probe_candidate(*, subscriber_id, now: datetime):
+    """The oldest held delivery of a subscriber, to be sent as its circuit's probe."""
+    return (
+        held_deliveries(subscriber_id=subscriber_id, now=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)
+        .first()
+    )

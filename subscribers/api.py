@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import django_filters
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api.filters import StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
+from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.matching import is_valid_pattern
 from subscribers.models import Subscriber
 from subscribers.services import subscriber_create, subscriber_update
@@ -40,23 +43,23 @@ class SubscriberSerializer(serializers.ModelSerializer):
             "rate_limit_per_second",
             "is_active",
             "deactivated_reason",
+            "circuit_state",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "deactivated_reason", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "deactivated_reason",
+            "circuit_state",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_endpoint_url(self, value: str) -> str:
         try:
-            check_endpoint_url(value)
+            check_endpoint_url(value, allow_private=settings.HERALD_ALLOW_PRIVATE_TARGETS)
         except UnsafeEndpoint as exc:
             raise serializers.ValidationError(str(exc)) from exc
-        # URLValidator takes any five digits as a port; 0 or 99999 could never be delivered to.
-        try:
-            port = urlsplit(value).port
-        except ValueError:
-            port = 0
-        if port == 0:
-            raise serializers.ValidationError("The port must be between 1 and 65535.")
         return value
 
     def validate_event_types(self, value: list[str]) -> list[str]:
@@ -85,6 +88,10 @@ class SubscriberFilter(django_filters.FilterSet):
         fields = ["is_active"]
 
 
+class OpenCircuitSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, default="opened by an operator")
+
+
 class SubscriberViewSet(viewsets.ModelViewSet):
     queryset = Subscriber.objects.all()
     serializer_class = SubscriberSerializer
@@ -111,4 +118,28 @@ class SubscriberViewSet(viewsets.ModelViewSet):
         serializer = SubscriberSerializer(subscriber, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         subscriber = subscriber_update(subscriber=subscriber, changes=serializer.validated_data)
+        return Response(SubscriberSerializer(subscriber).data)
+
+    @extend_schema(request=OpenCircuitSerializer, responses={200: SubscriberSerializer})
+    @action(detail=True, methods=["post"], url_path="open-circuit")
+    def open_circuit(self, request: Request, pk=None) -> Response:
+        """Hold every delivery to this subscriber, with no probes, until the circuit is reset."""
+        subscriber = self.get_object()
+        serializer = OpenCircuitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        circuits_open(
+            subscribers=Subscriber.objects.filter(pk=subscriber.pk),
+            reason=serializer.validated_data["reason"],
+            now=timezone.now(),
+        )
+        subscriber.refresh_from_db()
+        return Response(SubscriberSerializer(subscriber).data)
+
+    @extend_schema(request=None, responses={200: SubscriberSerializer})
+    @action(detail=True, methods=["post"], url_path="reset-circuit")
+    def reset_circuit(self, request: Request, pk=None) -> Response:
+        """Close the circuit and send the held deliveries now, at the subscriber's rate limit."""
+        subscriber = self.get_object()
+        circuits_reset(subscribers=Subscriber.objects.filter(pk=subscriber.pk), now=timezone.now())
+        subscriber.refresh_from_db()
         return Response(SubscriberSerializer(subscriber).data)

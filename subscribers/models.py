@@ -6,7 +6,16 @@ from django.db import models
 
 
 class Subscriber(models.Model):
-    """An endpoint that receives the events whose type matches one of its patterns."""
+    """An endpoint that receives the events whose type matches one of its patterns.
+
+    The row also carries the receiver's protection state (circuit breaker, rate limit, back-off),
+    so every worker on every machine reads and changes one shared truth with conditional UPDATEs.
+    """
+
+    class Circuit(models.TextChoices):
+        CLOSED = "closed"  # sending normally
+        OPEN = "open"  # failing: deliveries are held until a probe may go
+        HALF_OPEN = "half_open"  # one probe delivery is out; its outcome decides
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -19,12 +28,36 @@ class Subscriber(models.Model):
     is_active = models.BooleanField(default=True)
     deactivated_reason = models.CharField(max_length=500, blank=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    circuit_state = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    # While open: when a probe may go. While half-open: when a lost probe may be replaced.
+    circuit_next_probe_at = models.DateTimeField(null=True, blank=True)
+    circuit_cooldown_seconds = models.FloatField(null=True, blank=True)
+    # Opened by an operator: no probes, stays open until reset.
+    circuit_manual = models.BooleanField(default=False)
+    circuit_reason = models.CharField(max_length=500, blank=True)
+    # GCRA "theoretical arrival times" (see subscribers.ratelimit): of the slots reserved so far,
+    # and of the requests actually sent, which every send must conform to.
+    rate_limit_tat = models.DateTimeField(null=True, blank=True)
+    rate_limit_sent_tat = models.DateTimeField(null=True, blank=True)
+    # Retry-After from the receiver: nothing is sent to it before this.
+    backoff_until = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["is_active"], name="subscriber_active_idx")]
+        indexes = [
+            models.Index(fields=["is_active"], name="subscriber_active_idx"),
+            models.Index(
+                fields=["circuit_state"],
+                condition=~models.Q(circuit_state="closed"),
+                name="subscriber_circuit_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(rate_limit_per_second__isnull=True)

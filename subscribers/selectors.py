@@ -12,5 +12,7 @@ def subscribers_matching(*, event_type: str) -> list[Subscriber]:
     One query for all active subscribers, matched in Python: patterns are few per subscriber and
     prefix wildcards do not map onto an index portably.
     """
-    active = Subscriber.objects.filter(is_active=True).only("id", "event_types")
+    active = Subscriber.objects.filter(is_active=True).only(
+        "id", "event_types", "circuit_state", "rate_limit_per_second"
+    )
     return [subscriber for subscriber in active if matches_any(subscriber.event_types, event_type)]

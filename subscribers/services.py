@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
+from subscribers.circuit import release_held
 from subscribers.models import Subscriber
 from subscribers.secrets import generate_secret
 
@@ -37,14 +39,22 @@ UPDATABLE_FIELDS = ("name", "endpoint_url", "event_types", "rate_limit_per_secon
 
 @transaction.atomic
 def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Subscriber:
-    for field, value in changes.items():
+    for field in changes:
         if field not in UPDATABLE_FIELDS:
             raise ValueError(f"{field} cannot be changed")
+    resuming = changes.get("is_active") is True and not subscriber.is_active
+    pausing = changes.get("is_active") is False and subscriber.is_active
+    for field, value in changes.items():
         setattr(subscriber, field, value)
-    if changes.get("is_active"):
+    if resuming:
         subscriber.deactivated_reason = ""
         subscriber.deactivated_at = None
+    if pausing:
+        subscriber.deactivated_reason = "paused through the API"
+        subscriber.deactivated_at = timezone.now()
     subscriber.save()
+    if resuming:
+        release_held([subscriber.pk])
     return subscriber
 
 
@@ -55,11 +65,22 @@ def subscribers_pause(*, subscribers: QuerySet[Subscriber], reason: str, now: da
     )
 
 
+@transaction.atomic
 def subscribers_resume(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
-    """Send again; the sweeper queues their waiting deliveries within a minute."""
-    return subscribers.filter(is_active=False).update(
+    """Send again, starting with the deliveries held while they were paused."""
+    ids = list(subscribers.filter(is_active=False).values_list("pk", flat=True))
+    Subscriber.objects.filter(pk__in=ids).update(
         is_active=True, deactivated_reason="", deactivated_at=None, updated_at=now
     )
+    release_held(ids)
+    return len(ids)
+
+
+def subscriber_back_off(*, subscriber_id: Any, until: datetime) -> None:
+    """Send nothing to this subscriber before `until` (its Retry-After); never shortens one."""
+    Subscriber.objects.filter(pk=subscriber_id).filter(
+        Q(backoff_until=None) | Q(backoff_until__lt=until)
+    ).update(backoff_until=until)
 
 
 def subscriber_deactivate(*, subscriber_id: Any, reason: str, now: datetime) -> bool:

@@ -80,3 +80,55 @@ def test_admin_creates_an_api_key_and_shows_it_once(operator_client):
     )
 
     assert "copy it now" in response.content.decode()
+
+
+def test_open_circuit_action_asks_for_a_reason_then_opens(operator_client, make_subscriber):
+    subscriber = make_subscriber()
+    changelist = reverse("admin:subscribers_subscriber_changelist")
+    selected = {"action": "open_circuit", "_selected_action": [subscriber.pk]}
+
+    form_page = operator_client.post(changelist, selected)
+    assert form_page.status_code == 200 and b"reason" in form_page.content
+
+    response = operator_client.post(
+        changelist, {**selected, "apply": "1", "reason": "receiver maintenance"}, follow=True
+    )
+
+    assert "Opened the circuit of 1 subscriber(s)." in response.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.circuit_state == "open" and subscriber.circuit_manual
+    assert subscriber.circuit_reason.startswith("receiver maintenance")
+
+
+def test_reset_circuit_action_closes_it(operator_client, make_subscriber):
+    from subscribers.models import Subscriber
+
+    subscriber = make_subscriber()
+    Subscriber.objects.filter(pk=subscriber.pk).update(circuit_state="open", circuit_manual=True)
+
+    response = operator_client.post(
+        reverse("admin:subscribers_subscriber_changelist"),
+        {"action": "reset_circuit", "_selected_action": [subscriber.pk]},
+        follow=True,
+    )
+
+    assert "Reset the circuit of 1 subscriber(s)" in response.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.circuit_state == "closed"
+
+
+def test_admin_refuses_a_private_endpoint_when_not_allowed(operator_client, settings):
+    settings.HERALD_ALLOW_PRIVATE_TARGETS = False
+
+    response = operator_client.post(
+        reverse("admin:subscribers_subscriber_add"),
+        {
+            "name": "x",
+            "endpoint_url": "http://10.1.2.3/hook",
+            "event_types": '["*"]',
+            "is_active": "on",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "private, loopback" in response.content.decode()

@@ -8,15 +8,11 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from deadletters.models import DeadLetter
+from deliveries.attempts import LOST_WORKER_ERROR, delivery_claim, delivery_record_outcome
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.sender import SendResult
-from deliveries.services import (
-    LOST_WORKER_ERROR,
-    deliveries_requeue,
-    deliveries_sweep,
-    delivery_claim,
-    delivery_record_outcome,
-)
+from deliveries.services import deliveries_requeue
+from deliveries.sweeper import deliveries_sweep
 from events.services import event_create
 
 pytestmark = pytest.mark.django_db

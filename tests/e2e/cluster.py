@@ -36,12 +36,13 @@ def test_database_url() -> str:
 
 
 class Cluster:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = os.environ | E2E_ENV | {"DATABASE_URL": test_database_url()}
+        env = os.environ | E2E_ENV | self.extra_env | {"DATABASE_URL": test_database_url()}
         log = self.log_path.open("ab")
         # A session of its own, so kill() reaches the sentinel, pusher, workers and monitor alike.
         self.process = subprocess.Popen(

@@ -17,9 +17,15 @@ def e2e_settings(settings):
 
 
 @pytest.fixture
-def cluster(transactional_db, e2e_settings, tmp_path):
+def cluster_env() -> dict[str, str]:
+    """Extra environment for the cluster; a test module overrides this fixture to change it."""
+    return {}
+
+
+@pytest.fixture
+def cluster(transactional_db, e2e_settings, cluster_env, tmp_path):
     """A running qcluster; the test may kill and restart it."""
-    running = Cluster(tmp_path / "qcluster.log")
+    running = Cluster(tmp_path / "qcluster.log", cluster_env)
     running.start()
     yield running
     running.stop()
