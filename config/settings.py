@@ -147,8 +147,12 @@ LOGGING = {
 
 # --- Herald -------------------------------------------------------------------------------------
 
-# Largest request body accepted, in bytes (413 above it).
+# Largest request body accepted, in bytes (413 above it); also the limit for each event's payload
+# in a batch.
 HERALD_MAX_PAYLOAD_BYTES = env.int("HERALD_MAX_PAYLOAD_BYTES", default=256 * 1024)
+# Largest body of POST /api/v1/events/batch, and the most events one batch may carry.
+HERALD_MAX_BATCH_BYTES = env.int("HERALD_MAX_BATCH_BYTES", default=8 * 1024 * 1024)
+HERALD_MAX_BATCH_EVENTS = env.int("HERALD_MAX_BATCH_EVENTS", default=500)
 # Seconds to wait for a receiver's TCP/TLS connection.
 HERALD_CONNECT_TIMEOUT = env.float("HERALD_CONNECT_TIMEOUT", default=5.0)
 # Seconds to wait for each read from a receiver (response headers, each chunk of the body).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -19,28 +21,38 @@ from subscribers.ratelimit import effective_rate_limit
 logger = logging.getLogger(__name__)
 
 
-def fan_out(*, event_id, subscribers: Sequence[Subscriber], now: datetime) -> list[Delivery]:
-    """Create one delivery per subscriber and queue its job, in the caller's transaction.
+def fan_out(
+    *, targets: Sequence[tuple[Any, Sequence[Subscriber]]], now: datetime
+) -> list[Delivery]:
+    """One delivery per (event, subscriber) and its job, in the caller's transaction.
 
-    A rate-limited subscriber's delivery is scheduled for its reserved slot right here, so it has
-    one job, at the right time, instead of a job that only learns it must wait. A subscriber whose
-    circuit is open gets its delivery held: no job, no work until the circuit closes.
+    `targets` pairs each event id with its matching subscribers. A rate-limited subscriber's
+    deliveries are scheduled for their reserved slots right here, so each has one job, at the
+    right time, instead of a job that only learns it must wait. A subscriber whose circuit is open
+    gets its deliveries held: no job, no work until the circuit closes.
     """
+    deliveries = [
+        Delivery(event_id=event_id, subscriber=subscriber, next_attempt_at=now, enqueued_at=now)
+        for event_id, subscribers in targets
+        for subscriber in subscribers
+    ]
+    by_subscriber: dict[Any, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        by_subscriber[delivery.subscriber_id].append(delivery)
     horizon = now + policy.enqueue_horizon()
-    deliveries = []
     # Row locks for slot reservations are taken in id order, so concurrent fan-outs cannot deadlock.
-    for subscriber in sorted(subscribers, key=lambda subscriber: str(subscriber.pk)):
-        delivery = Delivery(event_id=event_id, subscriber=subscriber, next_attempt_at=now)
+    for subscriber_id in sorted(by_subscriber, key=str):
+        group = by_subscriber[subscriber_id]
+        subscriber = group[0].subscriber
         rate = effective_rate_limit(subscriber.rate_limit_per_second)
         if subscriber.circuit_state != Subscriber.Circuit.CLOSED:
-            delivery.enqueued_at = None
+            for delivery in group:
+                delivery.enqueued_at = None
         elif rate is not None:
-            (slot,) = reserve_slots(subscriber_id=subscriber.pk, rate=rate, count=1, now=now)
-            delivery.next_attempt_at = delivery.rate_slot_at = slot
-            delivery.enqueued_at = now if slot <= horizon else None
-        else:
-            delivery.enqueued_at = now
-        deliveries.append(delivery)
+            slots = reserve_slots(subscriber_id=subscriber_id, rate=rate, count=len(group), now=now)
+            for delivery, slot in zip(group, slots, strict=True):
+                delivery.next_attempt_at = delivery.rate_slot_at = slot
+                delivery.enqueued_at = now if slot <= horizon else None
     Delivery.objects.bulk_create(deliveries)
     enqueue_delivery_jobs((d.pk, d.next_attempt_at) for d in deliveries if d.enqueued_at)
     return deliveries

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import django_filters
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -13,7 +17,7 @@ from config.api.routing import UUID_PATTERN
 from deliveries.models import Delivery
 from events.models import Event
 from events.selectors import event_with_deliveries, events_list
-from events.services import IdempotencyConflict, event_create
+from events.services import EventInput, IdempotencyConflict, event_create, events_create
 from subscribers.matching import EVENT_TYPE_MAX_LENGTH, is_valid_event_type
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -81,12 +85,49 @@ class EventInputSerializer(serializers.Serializer):
     payload = JSONObjectField()
 
 
+class BatchEventInputSerializer(EventInputSerializer):
+    idempotency_key = serializers.CharField(
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        required=False,
+        help_text="Per event, like the Idempotency-Key header of a single event.",
+    )
+
+    def validate_idempotency_key(self, value: str) -> str:
+        if "\x00" in value:
+            raise serializers.ValidationError("Must not contain NUL.")
+        return value
+
+    def validate_payload(self, value: dict) -> dict:
+        # The request as a whole has its own (larger) limit; each event keeps the single one.
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > settings.HERALD_MAX_PAYLOAD_BYTES:
+            raise serializers.ValidationError(
+                f"Payload is {size} bytes; the limit is {settings.HERALD_MAX_PAYLOAD_BYTES}."
+            )
+        return value
+
+
+class BatchInputSerializer(serializers.Serializer):
+    events = BatchEventInputSerializer(many=True, allow_empty=False)
+
+    def validate_events(self, value: list) -> list:
+        if len(value) > settings.HERALD_MAX_BATCH_EVENTS:
+            raise serializers.ValidationError(
+                f"At most {settings.HERALD_MAX_BATCH_EVENTS} events per batch, not {len(value)}."
+            )
+        return value
+
+
 class EventSerializer(serializers.ModelSerializer):
     delivery_count = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Event
         fields = ["id", "event_type", "payload", "created_at", "delivery_count"]
+
+
+class BatchResultSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, help_text="In the order they were sent.")
 
 
 class EventDeliverySerializer(serializers.ModelSerializer):
@@ -170,4 +211,46 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(
             EventSerializer(ingested.event).data,
             status=status.HTTP_202_ACCEPTED if ingested.created else status.HTTP_200_OK,
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        if self.action == "batch":
+            return settings.HERALD_MAX_BATCH_BYTES
+        return settings.HERALD_MAX_PAYLOAD_BYTES
+
+    @extend_schema(
+        request=BatchInputSerializer,
+        responses={202: BatchResultSerializer, 200: BatchResultSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        """Up to HERALD_MAX_BATCH_EVENTS events in one transaction: all are stored or none.
+
+        Each event is validated (errors name its index); each may carry an idempotency_key. 202
+        if any event was new, 200 if every one repeated an earlier request.
+        """
+        serializer = BatchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        inputs = [
+            EventInput(
+                event_type=item["event_type"],
+                payload=item["payload"],
+                idempotency_key=item.get("idempotency_key", ""),
+            )
+            for item in serializer.validated_data["events"]
+        ]
+        try:
+            ingested = events_create(inputs=inputs, api_key=request.auth)
+        except IdempotencyConflict as exc:
+            raise Conflict(str(exc)) from exc
+        for item in ingested:
+            item.event.delivery_count = item.delivery_count
+        return Response(
+            {"events": EventSerializer([item.event for item in ingested], many=True).data},
+            status=(
+                status.HTTP_202_ACCEPTED
+                if any(item.created for item in ingested)
+                else status.HTTP_200_OK
+            ),
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class Event(models.Model):
@@ -21,7 +22,8 @@ class Event(models.Model):
     )
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by ingestion to its transaction's clock, so an event and its deliveries share one time.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

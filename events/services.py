@@ -1,19 +1,21 @@
-"""Ingestion: accept an event once, store it, and hand it to fan-out in the same transaction."""
+"""Ingestion: accept events once, store them, and hand them to fan-out in the same transaction."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from config.models import ApiKey
 from deliveries.services import fan_out
 from events.models import Event
-from subscribers.selectors import subscribers_matching
+from subscribers.selectors import active_subscribers, subscribers_matching
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,13 @@ class IdempotencyConflict(Exception):
             f"(event {event.id})."
         )
         self.event = event
+
+
+@dataclass(frozen=True)
+class EventInput:
+    event_type: str
+    payload: dict[str, Any]
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,49 +59,89 @@ def event_create(
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
 ) -> Ingested:
-    """Store an event and its deliveries and queue their jobs, all or nothing.
+    """Store one event and its deliveries and queue their jobs, all or nothing."""
+    (ingested,) = events_create(
+        inputs=[EventInput(event_type, payload, idempotency_key or "")], api_key=api_key
+    )
+    return ingested
 
-    With an idempotency key, the same request again returns the original event, and a different
-    request with the same key raises IdempotencyConflict. Two racing requests with one key are
-    settled by the unique constraint: the loser finds the winner's event.
+
+def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None) -> list[Ingested]:
+    """Store events with their deliveries and jobs in one transaction: all of them or none.
+
+    An idempotency key already used with the same event returns the original; used with a
+    different event it raises IdempotencyConflict and nothing is stored. Requests racing with one
+    key are settled by the unique constraint: the loser retries once and finds the winner's event.
     """
-    fingerprint = request_fingerprint(event_type=event_type, payload=payload)
-    if idempotency_key:
-        earlier = _earlier_event(api_key=api_key, idempotency_key=idempotency_key)
-        if earlier is not None:
-            return _repeat(earlier, fingerprint=fingerprint)
+    fingerprints = [request_fingerprint(event_type=i.event_type, payload=i.payload) for i in inputs]
     try:
         with transaction.atomic():
-            event = Event.objects.create(
-                event_type=event_type,
-                payload=payload,
-                api_key=api_key,
-                idempotency_key=idempotency_key or "",
-                request_fingerprint=fingerprint,
-            )
-            subscribers = subscribers_matching(event_type=event_type)
-            fan_out(event_id=event.id, subscribers=subscribers, now=event.created_at)
+            return _store(inputs, fingerprints, api_key=api_key)
     except IntegrityError:
-        earlier = _earlier_event(api_key=api_key, idempotency_key=idempotency_key)
-        if earlier is None:
+        if not any(i.idempotency_key for i in inputs):
             raise
-        return _repeat(earlier, fingerprint=fingerprint)
-    logger.info(
-        "event accepted event_id=%s event_type=%s deliveries=%s",
-        event.id,
-        event_type,
-        len(subscribers),
+    with transaction.atomic():
+        return _store(inputs, fingerprints, api_key=api_key)
+
+
+def _store(
+    inputs: Sequence[EventInput], fingerprints: list[str], *, api_key: ApiKey | None
+) -> list[Ingested]:
+    now = timezone.now()
+    keys = {i.idempotency_key for i in inputs if i.idempotency_key}
+    earlier = (
+        {
+            e.idempotency_key: e
+            for e in Event.objects.filter(api_key=api_key, idempotency_key__in=keys)
+        }
+        if keys
+        else {}
     )
-    return Ingested(event=event, delivery_count=len(subscribers), created=True)
+    # Each input resolves to an event: one stored by an earlier request with its key, or a new one.
+    # The same key twice in one batch is one event, as if the request had been sent twice.
+    resolved: list[tuple[Event, str]] = []
+    new_events: list[Event] = []
+    new_ids: set = set()
+    for item, fingerprint in zip(inputs, fingerprints, strict=True):
+        event = earlier.get(item.idempotency_key) if item.idempotency_key else None
+        if event is not None:
+            if event.request_fingerprint != fingerprint:
+                raise IdempotencyConflict(event)
+            resolved.append((event, "repeat" if event.pk in new_ids else "old"))
+            continue
+        event = Event(
+            event_type=item.event_type,
+            payload=item.payload,
+            api_key=api_key,
+            idempotency_key=item.idempotency_key,
+            request_fingerprint=fingerprint,
+            created_at=now,
+        )
+        new_events.append(event)
+        new_ids.add(event.pk)
+        if item.idempotency_key:
+            earlier[item.idempotency_key] = event
+        resolved.append((event, "new"))
+    Event.objects.bulk_create(new_events)
 
-
-def _earlier_event(*, api_key: ApiKey | None, idempotency_key: str | None) -> Event | None:
-    if not idempotency_key:
-        return None
-    return Event.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
-
-
-def _repeat(event: Event, *, fingerprint: str) -> Ingested:
-    if event.request_fingerprint != fingerprint:
-        raise IdempotencyConflict(event)
-    return Ingested(event=event, delivery_count=event.deliveries.count(), created=False)
+    subscribers = active_subscribers()
+    targets = {
+        event.id: subscribers_matching(event_type=event.event_type, among=subscribers)
+        for event in new_events
+    }
+    fan_out(targets=list(targets.items()), now=now)
+    if new_events:
+        logger.info(
+            "events accepted count=%s first_event_id=%s deliveries=%s",
+            len(new_events),
+            new_events[0].id,
+            sum(len(matched) for matched in targets.values()),
+        )
+    return [
+        Ingested(
+            event=event,
+            delivery_count=event.deliveries.count() if origin == "old" else len(targets[event.id]),
+            created=origin == "new",
+        )
+        for event, origin in resolved
+    ]

@@ -53,7 +53,10 @@ def _first_message(fields: Any, path: str = "") -> str:
     """`payload: Expected a JSON object.` — the first problem, named by its field path."""
     if isinstance(fields, dict):
         for key, value in fields.items():
-            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, int) or str(key).isdigit():
+                name = f"{path}[{key}]"  # an item of a list, e.g. events[3]
+            else:
+                name = f"{path}.{key}" if path else str(key)
             if key == "non_field_errors":
                 name = path
             found = _first_message(value, name)

@@ -15,10 +15,14 @@ MAX_DEPTH = 100
 
 
 class BoundedJSONParser(JSONParser):
-    """JSON bodies only, refused with 413 past HERALD_MAX_PAYLOAD_BYTES before they are parsed."""
+    """JSON bodies only, refused with 413 past their limit before they are parsed.
+
+    The limit is HERALD_MAX_PAYLOAD_BYTES, or the view's own `max_body_bytes` (batch ingest).
+    """
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        limit = settings.HERALD_MAX_PAYLOAD_BYTES
+        view = (parser_context or {}).get("view")
+        limit = getattr(view, "max_body_bytes", None) or settings.HERALD_MAX_PAYLOAD_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
         if declared and declared.isdigit() and int(declared) > limit:
