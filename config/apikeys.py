@@ -52,9 +52,11 @@ def api_key_authenticate(*, plaintext: str, now: datetime | None = None) -> ApiK
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(secret)):
         return None
     now = now or timezone.now()
-    ApiKey.objects.filter(pk=api_key.pk).filter(
-        Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ).update(last_used_at=now)
+    # The row just read tells whether a write is due: most requests need no second round trip.
+    if api_key.last_used_at is None or api_key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
     return api_key
 
 
