@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -28,8 +29,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    # Anything else under /api/ (a malformed id, a typo) is a JSON 404, in DEBUG too.
-    re_path(r"^api/", json_not_found),
+    # Anything else under /api/ (a malformed id, a typo) is a JSON 404, in DEBUG too, and for any
+    # method: API clients carry no CSRF token, so a POST must not meet Django's 403 page instead.
+    re_path(r"^api/", csrf_exempt(json_not_found)),
 ]
 
 handler404 = "config.api.exceptions.json_not_found"

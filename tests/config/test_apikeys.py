@@ -273,3 +273,14 @@ def test_unknown_api_path_is_a_json_404_without_a_key():
     assert response.status_code == 404
     _assert_error_shape(response.json())
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_unknown_api_path_is_a_json_404_for_every_method(method):
+    # enforce_csrf_checks: the test client otherwise skips what a real client meets.
+    from django.test import Client
+
+    response = getattr(Client(enforce_csrf_checks=True), method)("/api/v1/nope")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
