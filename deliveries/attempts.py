@@ -22,6 +22,7 @@ from subscribers.circuit import (
     circuit_record_success,
     release_held,
 )
+from subscribers.models import Subscriber
 from subscribers.services import subscriber_back_off, subscriber_deactivate
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,16 @@ def delivery_record_outcome(*, claim: Claim, result: SendResult, now: datetime) 
             last_status_code=result.status_code,
             last_error="",
         )
-        if circuit_record_success(subscriber_id=delivery.subscriber_id, now=now):
+        subscriber = claim.delivery.subscriber
+        # A closed circuit with no failures (as the claim saw it) has nothing to reset: skip the
+        # write, which would otherwise cost every successful delivery two UPDATEs.
+        nothing_to_reset = (
+            subscriber.circuit_state == Subscriber.Circuit.CLOSED
+            and subscriber.consecutive_failures == 0
+        )
+        if not nothing_to_reset and circuit_record_success(
+            subscriber_id=delivery.subscriber_id, now=now
+        ):
             release_held([delivery.subscriber_id])
         return "delivered"
     if result.status_code == GONE:
