@@ -32,6 +32,11 @@ run: migrate
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Throughput/latency benchmark against a fresh PostgreSQL database (see bench/README.md);
+# e.g. make bench BENCH_ARGS="--short" or BENCH_ARGS="--only burst,fanout".
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
