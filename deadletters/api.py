@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api.exceptions import Conflict
-from config.api.filters import StrictBooleanFilter
+from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
 from deadletters.models import DeadLetter
 from deadletters.selectors import dead_letters_list
@@ -45,11 +45,9 @@ class DeadLetterSerializer(serializers.ModelSerializer):
         ]
 
 
-class DeadLetterFilter(django_filters.FilterSet):
+class DeadLetterFilter(CreatedRangeFilterSet):
     subscriber_id = django_filters.UUIDFilter(field_name="delivery__subscriber_id")
     resolved = StrictBooleanFilter(field_name="resolved_at", lookup_expr="isnull", exclude=True)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = DeadLetter

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.filters import CreatedRangeFilterSet
 from config.api.routing import UUID_PATTERN
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import deliveries_list, delivery_with_attempts, subscriber_health
@@ -55,12 +56,10 @@ class DeliveryDetailSerializer(DeliverySerializer):
         fields = [*DeliverySerializer.Meta.fields, "attempts"]
 
 
-class DeliveryFilter(django_filters.FilterSet):
+class DeliveryFilter(CreatedRangeFilterSet):
     event_id = django_filters.UUIDFilter()
     subscriber_id = django_filters.UUIDFilter()
     status = django_filters.ChoiceFilter(choices=Delivery.Status.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Delivery

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api.exceptions import Conflict
+from config.api.filters import CreatedRangeFilterSet
 from config.api.routing import UUID_PATTERN
 from deliveries.models import Delivery
 from events.models import Event
@@ -154,10 +155,8 @@ class EventDetailSerializer(EventSerializer):
         fields = [*EventSerializer.Meta.fields, "deliveries"]
 
 
-class EventFilter(django_filters.FilterSet):
+class EventFilter(CreatedRangeFilterSet):
     event_type = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Event

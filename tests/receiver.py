@@ -68,7 +68,7 @@ class Receiver:
                 self.close_connection = True
 
             def log_message(self, format: str, *args) -> None:
-                pass
+                """Silent: the tests read `requests`, not stderr."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -19,3 +19,10 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
         kwargs.setdefault("choices", BOOLEAN_CHOICES)
         kwargs.setdefault("coerce", lambda value: value.lower() == "true")
         super().__init__(**kwargs)
+
+
+class CreatedRangeFilterSet(django_filters.FilterSet):
+    """Every list can be narrowed to a time range: `created_after` (inclusive), `created_before`."""
+
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
