@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.sender import SendResult
 from deliveries.services import held_deliveries_release
 from deliveries.sweeper import deliveries_sweep
+from events.models import Event
 from events.services import event_create
 from subscribers.models import Subscriber
 
@@ -274,3 +276,30 @@ def test_concurrent_workers_get_distinct_evenly_spaced_slots(make_subscriber):
         for slot in Delivery.objects.exclude(pk__in=sent).values_list("rate_slot_at", flat=True)
     )
     assert offsets == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+@pytest.mark.django_db
+def test_a_backlog_of_ten_thousand_drains_evenly_at_the_rate(make_subscriber, settings):
+    settings.HERALD_ENQUEUE_HORIZON = 60
+    subscriber = make_subscriber(rate_limit_per_second=50)
+    now = timezone.now()
+    events = Event.objects.bulk_create(
+        Event(event_type="order.created", payload={"n": n}) for n in range(10_000)
+    )
+    Delivery.objects.bulk_create(
+        Delivery(event=event, subscriber=subscriber, next_attempt_at=now, enqueued_at=None)
+        for event in events
+    )
+    OrmQ.objects.all().delete()
+
+    assert held_deliveries_release(subscriber_id=subscriber.pk, now=now) == 10_000
+
+    offsets = sorted(
+        (slot - now).total_seconds()
+        for slot in Delivery.objects.values_list("next_attempt_at", flat=True)
+    )
+    gaps = {round(b - a, 3) for a, b in itertools.pairwise(offsets[1:])}
+    assert offsets[:2] == [0, 0] and gaps == {0.02}  # no two share a slot after the burst of one
+    assert offsets[-1] == pytest.approx(9_998 / 50, abs=0.01)
+    # Only the first minute is in the job queue; the sweeper feeds in the rest as it comes due.
+    assert OrmQ.objects.count() == sum(1 for offset in offsets if offset <= 60)
