@@ -6,3 +6,7 @@ class ConfigConfig(AppConfig):
 
     name = "config"
     verbose_name = "API access"
+
+    def ready(self) -> None:
+        # drf-spectacular finds schema extensions by their being imported.
+        from config.api import schema  # noqa: F401

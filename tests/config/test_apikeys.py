@@ -284,3 +284,15 @@ def test_unknown_api_path_is_a_json_404_for_every_method(method):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_openapi_schema_declares_bearer_api_keys(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    schema = response.json()
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from `manage.py create_api_key NAME` or the admin.",
+    }
+    assert {"ApiKey": []} in schema["paths"]["/api/v1/events"]["post"]["security"]
