@@ -179,9 +179,6 @@ HERALD_RETRY_SCHEDULE = [
         ],
     )
 ]
-# Retries due within this many seconds go straight into the job queue with their exact time;
-# later ones wait in the deliveries table until the sweeper moves them, keeping the queue small.
-HERALD_ENQUEUE_HORIZON = env.int("HERALD_ENQUEUE_HORIZON", default=300)
 # Bytes of each receiver response kept on the attempt record.
 HERALD_RESPONSE_EXCERPT_BYTES = env.int("HERALD_RESPONSE_EXCERPT_BYTES", default=4096)
 # Deliver to private, loopback, link-local, multicast and reserved addresses. Off in production:
@@ -194,8 +191,13 @@ HERALD_BREAKER_COOLDOWN = env.float("HERALD_BREAKER_COOLDOWN", default=30.0)
 HERALD_BREAKER_MAX_COOLDOWN = env.float("HERALD_BREAKER_MAX_COOLDOWN", default=3600.0)
 # Requests per second for subscribers without their own limit; unset means unlimited.
 HERALD_DEFAULT_RATE_LIMIT = env.float("HERALD_DEFAULT_RATE_LIMIT", default=None)
-# Worker processes per qcluster.
-HERALD_WORKERS = env.int("HERALD_WORKERS", default=4)
+# Worker processes per qcluster; each runs a delivery dispatcher (see deliveries/dispatcher.py).
+HERALD_WORKERS = env.int("HERALD_WORKERS", default=2)
+# Requests each worker process keeps in flight at once (one keep-alive session per sender thread).
+HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=64)
+# Seconds an idle dispatcher (and django-q2's job poller) waits before looking for work again.
+# On PostgreSQL new work wakes dispatchers at once (LISTEN/NOTIFY); this is the fallback.
+HERALD_QUEUE_POLL = env.float("HERALD_QUEUE_POLL", default=0.5)
 
 # Seconds a worker owns a delivery it claimed; a worker that dies mid-request is presumed dead
 # after this and the delivery is attempted again. Must outlast the slowest request.
@@ -220,7 +222,7 @@ Q_CLUSTER = {
     # -1 keeps no successful task rows; the default (250) re-prunes the table on every task.
     "save_limit": -1,
     "queue_limit": HERALD_WORKERS * 2,
-    "poll": env.float("HERALD_QUEUE_POLL", default=0.2),
+    "poll": HERALD_QUEUE_POLL,
     "catch_up": False,
     "label": "Jobs",
 }

@@ -1,16 +1,14 @@
-"""One delivery attempt end to end: claim (short transaction), send (no transaction), record."""
+"""One delivery attempted on its own, outside a dispatcher: claim, send, record."""
 
 from __future__ import annotations
 
-import logging
-
-from django.conf import settings
 from django.utils import timezone
 
-from deliveries.attempts import delivery_claim, delivery_record_outcome
-from deliveries.sender import Timeouts, send
-
-logger = logging.getLogger(__name__)
+from deliveries import policy
+from deliveries.claims import delivery_claim
+from deliveries.dispatcher import log_attempt
+from deliveries.outcomes import Sent, delivery_record_outcome
+from deliveries.sender import send
 
 
 def delivery_attempt(*, delivery_id: str) -> str:
@@ -18,26 +16,7 @@ def delivery_attempt(*, delivery_id: str) -> str:
     claim = delivery_claim(delivery_id=delivery_id, now=timezone.now())
     if claim is None:
         return "skipped"
-    result = send(
-        claim.request,
-        timeouts=Timeouts(
-            connect=settings.HERALD_CONNECT_TIMEOUT,
-            read=settings.HERALD_READ_TIMEOUT,
-            total=settings.HERALD_DELIVERY_TIMEOUT,
-        ),
-        excerpt_bytes=settings.HERALD_RESPONSE_EXCERPT_BYTES,
-        allow_private=settings.HERALD_ALLOW_PRIVATE_TARGETS,
-    )
+    result = send(claim.request, **policy.send_options())
     outcome = delivery_record_outcome(claim=claim, result=result, now=timezone.now())
-    logger.info(
-        "delivery attempt delivery_id=%s event_id=%s subscriber_id=%s attempt=%s "
-        "status_code=%s duration_ms=%s outcome=%s",
-        claim.delivery.pk,
-        claim.delivery.event_id,
-        claim.delivery.subscriber_id,
-        claim.attempt.number,
-        result.status_code,
-        result.duration_ms,
-        outcome,
-    )
+    log_attempt(Sent(claim, result), outcome)
     return outcome

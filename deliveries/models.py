@@ -22,9 +22,10 @@ class Delivery(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
-    # The real schedule; the job queue only holds work due soon (see deliveries.queue).
+    # When the next attempt is due.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # When a job for the current next_attempt_at was put in the queue; None when none is.
+    # When the delivery was queued for the dispatchers, who take it at next_attempt_at. None while
+    # it is held (paused subscriber, open circuit) or in flight: held work costs nothing.
     enqueued_at = models.DateTimeField(null=True, blank=True)
     # A slot the subscriber's rate limiter reserved for this delivery (== next_attempt_at): when it
     # comes, the delivery goes without queueing behind the backlog again.
@@ -46,11 +47,12 @@ class Delivery(models.Model):
             )
         ]
         indexes = [
-            # The sweeper's scan: only unfinished work is indexed, so it stays small.
+            # The dispatchers' queue: only queued work is indexed, so it stays small and held
+            # deliveries are never scanned.
             models.Index(
                 fields=["next_attempt_at"],
-                condition=models.Q(status__in=["pending", "retrying"]),
-                name="delivery_due_idx",
+                condition=models.Q(status__in=["pending", "retrying"], enqueued_at__isnull=False),
+                name="delivery_ready_idx",
             ),
             models.Index(
                 fields=["lease_until"],

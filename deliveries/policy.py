@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from deliveries.retry import RetryPolicy
+from deliveries.sender import Timeouts
 
 
 def retry_policy() -> RetryPolicy:
@@ -17,15 +18,14 @@ def lease() -> timedelta:
     return timedelta(seconds=settings.HERALD_LEASE_SECONDS)
 
 
-def enqueue_horizon() -> timedelta:
-    return timedelta(seconds=settings.HERALD_ENQUEUE_HORIZON)
-
-
-def lost_job_grace() -> timedelta:
-    """How late a queued job may be before the sweeper presumes it lost and queues another.
-
-    Longer than django-q2's own redelivery of a job that was taken but never finished, so the
-    sweeper only steps in when that has not helped either (e.g. the job failed on a database
-    that was down).
-    """
-    return timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
+def send_options() -> dict:
+    """Keyword arguments for `deliveries.sender.send`, from settings."""
+    return {
+        "timeouts": Timeouts(
+            connect=settings.HERALD_CONNECT_TIMEOUT,
+            read=settings.HERALD_READ_TIMEOUT,
+            total=settings.HERALD_DELIVERY_TIMEOUT,
+        ),
+        "excerpt_bytes": settings.HERALD_RESPONSE_EXCERPT_BYTES,
+        "allow_private": settings.HERALD_ALLOW_PRIVATE_TARGETS,
+    }

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 
-from deliveries import policy
+from config.db import update_rows
 from deliveries.admission import reserve_slots
 from deliveries.models import DUE_STATUSES, Delivery
-from deliveries.queue import enqueue_deliveries, enqueue_delivery_jobs
+from deliveries.wakeup import wake_dispatchers
 from subscribers.models import Subscriber
 from subscribers.ratelimit import effective_rate_limit
 
@@ -24,12 +24,12 @@ logger = logging.getLogger(__name__)
 def fan_out(
     *, targets: Sequence[tuple[Any, Sequence[Subscriber]]], now: datetime
 ) -> list[Delivery]:
-    """One delivery per (event, subscriber) and its job, in the caller's transaction.
+    """One queued delivery per (event, subscriber), in the caller's transaction.
 
     `targets` pairs each event id with its matching subscribers. A rate-limited subscriber's
-    deliveries are scheduled for their reserved slots right here, so each has one job, at the
-    right time, instead of a job that only learns it must wait. A subscriber whose circuit is open
-    gets its deliveries held: no job, no work until the circuit closes.
+    deliveries are scheduled for their reserved slots right here, so each is claimed once, at the
+    right time, instead of being claimed only to learn it must wait. A subscriber whose circuit is
+    open gets its deliveries held (not queued): no work until the circuit closes.
     """
     deliveries = [
         Delivery(event_id=event_id, subscriber=subscriber, next_attempt_at=now, enqueued_at=now)
@@ -39,7 +39,6 @@ def fan_out(
     by_subscriber: dict[Any, list[Delivery]] = defaultdict(list)
     for delivery in deliveries:
         by_subscriber[delivery.subscriber_id].append(delivery)
-    horizon = now + policy.enqueue_horizon()
     # Row locks for slot reservations are taken in id order, so concurrent fan-outs cannot deadlock.
     for subscriber_id in sorted(by_subscriber, key=str):
         group = by_subscriber[subscriber_id]
@@ -52,9 +51,9 @@ def fan_out(
             slots = reserve_slots(subscriber_id=subscriber_id, rate=rate, count=len(group), now=now)
             for delivery, slot in zip(group, slots, strict=True):
                 delivery.next_attempt_at = delivery.rate_slot_at = slot
-                delivery.enqueued_at = now if slot <= horizon else None
     Delivery.objects.bulk_create(deliveries)
-    enqueue_delivery_jobs((d.pk, d.next_attempt_at) for d in deliveries if d.enqueued_at)
+    if deliveries:
+        wake_dispatchers()
     return deliveries
 
 
@@ -80,12 +79,13 @@ def deliveries_requeue(*, deliveries: QuerySet[Delivery], now: datetime) -> list
         delivered_at=None,
         updated_at=now,
     )
-    enqueue_deliveries(ids, eta=now)
+    if ids:
+        wake_dispatchers()
     return ids
 
 
 def held_deliveries(*, subscriber_id, now: datetime) -> QuerySet[Delivery]:
-    """Due deliveries that no job will run: set aside while the subscriber was paused or open."""
+    """Due deliveries no dispatcher will take: set aside while the subscriber was paused or open."""
     return Delivery.objects.filter(
         subscriber_id=subscriber_id,
         status__in=DUE_STATUSES,
@@ -117,51 +117,17 @@ def held_deliveries_release(*, subscriber_id, now: datetime) -> int:
     rate = effective_rate_limit(subscriber.rate_limit_per_second)
     if rate is None:
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now, updated_at=now)
-        enqueue_deliveries(ids, eta=now)
     else:
-        _schedule_in_slots(
-            ids,
-            reserve_slots(subscriber_id=subscriber_id, rate=rate, count=len(ids), now=now),
-            now=now,
+        slots = reserve_slots(subscriber_id=subscriber_id, rate=rate, count=len(ids), now=now)
+        update_rows(
+            Delivery,
+            set_fields=("next_attempt_at", "rate_slot_at", "enqueued_at", "updated_at"),
+            where_fields=("id",),
+            rows=[(slot, slot, now, now, pk) for pk, slot in zip(ids, slots, strict=True)],
         )
+    wake_dispatchers()
     logger.info("held deliveries released subscriber_id=%s count=%s", subscriber_id, len(ids))
     return len(ids)
-
-
-def _schedule_in_slots(ids: list, slots: list[datetime], *, now: datetime) -> None:
-    horizon = now + policy.enqueue_horizon()
-    rows = [
-        (pk, slot, now if slot <= horizon else None) for pk, slot in zip(ids, slots, strict=True)
-    ]
-    _set_slots(rows, now=now)
-    enqueue_delivery_jobs((pk, slot) for pk, slot, enqueued_at in rows if enqueued_at)
-
-
-def _set_slots(rows: list[tuple[Any, datetime, datetime | None]], *, now: datetime) -> None:
-    """One UPDATE per row, sent together with executemany (pipelined by psycopg).
-
-    bulk_update would build a CASE over every row of each batch, which is quadratic: releasing
-    10,000 held deliveries took 28 s that way, and well under a second like this.
-    """
-    fields = [
-        Delivery._meta.get_field(name)
-        for name in ("next_attempt_at", "rate_slot_at", "enqueued_at", "updated_at", "id")
-    ]
-    quote = connection.ops.quote_name
-    sql = "UPDATE {} SET {} = %s, {} = %s, {} = %s, {} = %s WHERE {} = %s".format(
-        quote(Delivery._meta.db_table), *(quote(field.column) for field in fields)
-    )
-
-    def prepare(values):
-        return [
-            field.get_db_prep_value(value, connection)
-            for field, value in zip(fields, values, strict=True)
-        ]
-
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            sql, [prepare((slot, slot, queued, now, pk)) for pk, slot, queued in rows]
-        )
 
 
 def probe_candidate(*, subscriber_id, now: datetime):

@@ -1,4 +1,4 @@
-"""The once-a-minute safety net that queues work the job queue does not hold."""
+"""The once-a-minute safety net for work nothing else would pick up."""
 
 from __future__ import annotations
 
@@ -6,45 +6,28 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 
-from deliveries import policy
 from deliveries.models import DUE_STATUSES, Delivery
-from deliveries.queue import enqueue_delivery_jobs, enqueue_probe
+from deliveries.queue import enqueue_probe
+from deliveries.wakeup import wake_dispatchers
 from subscribers.models import Subscriber
 
 logger = logging.getLogger(__name__)
 
 
 def deliveries_sweep(*, now: datetime, batch_size: int = 1000) -> int:
-    """Queue jobs for retries coming due, lost jobs, deliveries whose worker died, and probes.
+    """Queue held deliveries whose subscriber is sending again, and probe due open circuits.
 
-    Runs every minute from any cluster. Claims are idempotent, so an extra job is harmless; the
-    enqueued_at marks only keep the sweeper from adding one every minute. Deliveries held by an
-    open circuit or a paused subscriber are left alone: they cost nothing while they wait.
+    Resuming a subscriber or closing its circuit releases its held deliveries through a job; if
+    that job was lost (say the database was down when it ran), this puts them back in the queue.
+    Deliveries whose worker died need nothing from here: dispatchers reclaim expired leases.
     """
-    grace = policy.lost_job_grace()
-    sending = Q(subscriber__is_active=True, subscriber__circuit_state=Subscriber.Circuit.CLOSED)
-    coming_due = Q(
-        status__in=DUE_STATUSES,
-        enqueued_at=None,
-        next_attempt_at__lte=now + policy.enqueue_horizon(),
-    )
-    lost_job = Q(
-        status__in=DUE_STATUSES,
-        next_attempt_at__lte=now - grace,
-        enqueued_at__lte=now - grace,
-    )
-    lease_expired = Q(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now) & (
-        Q(enqueued_at=None) | Q(enqueued_at__lte=now - grace)
-    )
     total = 0
-    for condition in (sending & coming_due, sending & lost_job, lease_expired):
-        while True:
-            queued = _sweep_batch(condition, now=now, batch_size=batch_size)
-            total += queued
-            if queued < batch_size:
-                break
+    while True:
+        queued = _requeue_batch(now=now, batch_size=batch_size)
+        total += queued
+        if queued < batch_size:
+            break
     probes = _queue_due_probes(now=now)
     if total or probes:
         logger.info("sweeper queued deliveries=%s probes=%s", total, probes)
@@ -52,18 +35,22 @@ def deliveries_sweep(*, now: datetime, batch_size: int = 1000) -> int:
 
 
 @transaction.atomic
-def _sweep_batch(condition: Q, *, now: datetime, batch_size: int) -> int:
-    rows = list(
+def _requeue_batch(*, now: datetime, batch_size: int) -> int:
+    ids = list(
         Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(condition)
+        .filter(
+            status__in=DUE_STATUSES,
+            enqueued_at=None,
+            subscriber__is_active=True,
+            subscriber__circuit_state=Subscriber.Circuit.CLOSED,
+        )
         .order_by("next_attempt_at")
-        .values_list("pk", "next_attempt_at")[:batch_size]
+        .values_list("pk", flat=True)[:batch_size]
     )
-    if not rows:
-        return 0
-    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(enqueued_at=now)
-    enqueue_delivery_jobs((pk, max(due_at or now, now)) for pk, due_at in rows)
-    return len(rows)
+    if ids:
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now, updated_at=now)
+        wake_dispatchers()
+    return len(ids)
 
 
 @transaction.atomic

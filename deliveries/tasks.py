@@ -9,10 +9,6 @@ from deliveries.services import held_deliveries_release, probe_candidate
 from deliveries.sweeper import deliveries_sweep
 
 
-def deliver(delivery_id: str) -> str:
-    return delivery_attempt(delivery_id=delivery_id)
-
-
 def probe(subscriber_id: str) -> str:
     """Send one held delivery of an open circuit; the claim decides whether it may be the probe."""
     delivery_id = probe_candidate(subscriber_id=subscriber_id, now=timezone.now())

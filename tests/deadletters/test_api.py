@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from deadletters.models import DeadLetter
 from deliveries.models import Delivery
 from events.services import event_create
+from tests.queue import queued
 
 URL = "/api/v1/dead-letters"
 
@@ -144,7 +144,7 @@ def test_detail_with_malformed_id_is_404(api):
 
 def test_replay_resolves_the_letter_and_requeues_the_delivery(api, make_dead_letter):
     letter = make_dead_letter()
-    jobs_before = OrmQ.objects.count()
+    queued_before = len(queued())
 
     response = api.post(f"{URL}/{letter.id}/replay")
 
@@ -161,7 +161,7 @@ def test_replay_resolves_the_letter_and_requeues_the_delivery(api, make_dead_let
     assert delivery.status == Delivery.Status.PENDING
     assert delivery.attempt_count == 0
     assert delivery.next_attempt_at is not None
-    assert OrmQ.objects.count() == jobs_before + 1
+    assert len(queued()) == queued_before + 1
 
 
 def test_replay_keeps_the_event_so_the_webhook_id_is_unchanged(api, make_dead_letter):
@@ -177,7 +177,7 @@ def test_replay_keeps_the_event_so_the_webhook_id_is_unchanged(api, make_dead_le
 def test_replay_twice_is_409_and_queues_nothing_more(api, make_dead_letter):
     letter = make_dead_letter()
     assert api.post(f"{URL}/{letter.id}/replay").status_code == 202
-    jobs_after_first = OrmQ.objects.count()
+    queued_after_first = len(queued())
 
     response = api.post(f"{URL}/{letter.id}/replay")
 
@@ -185,18 +185,18 @@ def test_replay_twice_is_409_and_queues_nothing_more(api, make_dead_letter):
     error = response.json()["error"]
     assert error["code"] == "conflict"
     assert "replayed" in error["message"]
-    assert OrmQ.objects.count() == jobs_after_first
+    assert len(queued()) == queued_after_first
 
 
 def test_replay_of_a_resolved_letter_is_409_and_leaves_the_delivery_failed(api, make_dead_letter):
     letter = make_dead_letter(resolved=True)
-    jobs_before = OrmQ.objects.count()
+    queued_before = len(queued())
 
     response = api.post(f"{URL}/{letter.id}/replay")
 
     assert response.status_code == 409
     assert Delivery.objects.get(pk=letter.delivery_id).status == Delivery.Status.FAILED
-    assert OrmQ.objects.count() == jobs_before
+    assert len(queued()) == queued_before
 
 
 def test_replay_only_touches_its_own_letter(api, make_dead_letter):
@@ -232,7 +232,7 @@ def test_replay_needs_a_key(client, make_dead_letter):
 
 def test_resolve_marks_the_letter_resolved_without_sending(api, make_dead_letter):
     letter = make_dead_letter()
-    jobs_before = OrmQ.objects.count()
+    queued_before = len(queued())
 
     response = api.post(f"{URL}/{letter.id}/resolve")
 
@@ -242,7 +242,7 @@ def test_resolve_marks_the_letter_resolved_without_sending(api, make_dead_letter
     assert body["resolution"] == "resolved"
     letter.refresh_from_db()
     assert letter.resolution == DeadLetter.Resolution.RESOLVED
-    assert OrmQ.objects.count() == jobs_before
+    assert len(queued()) == queued_before
     delivery = Delivery.objects.get(pk=letter.delivery_id)
     assert delivery.status == Delivery.Status.FAILED
     assert delivery.attempt_count == 12

@@ -6,11 +6,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from deadletters.models import DeadLetter
 from deliveries.models import Delivery
 from events.services import event_create
+from tests.queue import queued
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,6 @@ def dead(make_subscriber):
 
 def _replay(*args) -> str:
     out = StringIO()
-    OrmQ.objects.all().delete()
     call_command("replay_deadletters", *args, stdout=out)
     return out.getvalue()
 
@@ -52,7 +51,9 @@ def test_replays_every_unresolved_dead_letter_by_default(dead):
         delivery = letter.delivery
         delivery.refresh_from_db()
         assert delivery.status == "pending" and delivery.attempt_count == 0
-    assert OrmQ.objects.count() == 2
+    queued_ids = {delivery_id for delivery_id, _ in queued()}
+    assert {str(letter.delivery_id) for letter in letters} <= queued_ids
+    assert str(already.delivery_id) not in queued_ids
 
 
 def test_dry_run_lists_and_changes_nothing(dead):
@@ -64,7 +65,7 @@ def test_dry_run_lists_and_changes_nothing(dead):
     assert "1 dead letter(s) would be replayed" in output
     letter.refresh_from_db()
     assert letter.resolved_at is None
-    assert OrmQ.objects.count() == 0
+    assert len(queued()) == 0
 
 
 def test_selects_by_ids(dead):

@@ -12,14 +12,16 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
-from deliveries.attempts import delivery_claim, delivery_record_outcome
+from deliveries.claims import delivery_claim
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.outcomes import delivery_record_outcome
 from deliveries.sender import SendResult
 from deliveries.services import held_deliveries_release
 from deliveries.sweeper import deliveries_sweep
 from events.models import Event
 from events.services import event_create
 from subscribers.models import Subscriber
+from tests.queue import queued
 
 Circuit = Subscriber.Circuit
 
@@ -119,7 +121,7 @@ def test_successful_probe_closes_the_circuit_and_releases_what_it_held(make_subs
     assert Subscriber.objects.get(pk=subscriber.pk).circuit_state == Circuit.CLOSED
     assert [(task, arg) for task, arg, _ in _jobs()] == [("release_held", str(subscriber.pk))]
     assert held_deliveries_release(subscriber_id=subscriber.pk, now=now) == 1
-    assert ("deliver", str(second.pk), now) in _jobs()
+    assert (str(second.pk), second.next_attempt_at) in queued()
 
 
 @pytest.mark.django_db
@@ -131,7 +133,7 @@ def test_fan_out_queues_nothing_for_an_open_circuit(make_subscriber):
     (delivery,) = _deliveries(subscriber, 1)
 
     assert delivery.enqueued_at is None
-    assert _jobs() == []
+    assert queued() == [] and _jobs() == []
 
 
 @pytest.mark.django_db
@@ -163,7 +165,7 @@ def test_retry_after_backs_off_the_whole_subscriber(make_subscriber):
     second.refresh_from_db()
     assert second.next_attempt_at == now + timedelta(seconds=20)
     assert second.attempt_count == 0
-    assert ("deliver", str(second.pk), now + timedelta(seconds=20)) in _jobs()
+    assert (str(second.pk), now + timedelta(seconds=20)) in queued()
 
 
 @pytest.mark.django_db
@@ -177,8 +179,8 @@ def test_fan_out_schedules_rate_limited_deliveries_at_their_slots(make_subscribe
     # The burst of one goes when its event arrives; the rest at 0.5 s intervals.
     assert [s.total_seconds() for s in starts] == pytest.approx([0, 0, 0.5, 1.0], abs=0.05)
     assert all(d.rate_slot_at == d.next_attempt_at for d in deliveries)
-    # One job per delivery, at its slot: no job that would only learn it has to wait.
-    assert sorted(lock for _, _, lock in _jobs()) == [d.next_attempt_at for d in deliveries]
+    # Each is queued for its slot: no claim that would only learn it has to wait.
+    assert sorted(due_at for _, due_at in queued()) == [d.next_attempt_at for d in deliveries]
 
 
 @pytest.mark.django_db
@@ -213,8 +215,7 @@ def test_default_rate_limit_applies_to_subscribers_without_one(make_subscriber, 
 
 
 @pytest.mark.django_db
-def test_releasing_a_backlog_spreads_it_over_the_rate_limit(make_subscriber, settings):
-    settings.HERALD_ENQUEUE_HORIZON = 10
+def test_releasing_a_backlog_spreads_it_over_the_rate_limit(make_subscriber):
     subscriber = make_subscriber()
     _deliveries(subscriber, 100)
     Delivery.objects.update(enqueued_at=None)  # held while the circuit was open
@@ -227,8 +228,7 @@ def test_releasing_a_backlog_spreads_it_over_the_rate_limit(make_subscriber, set
     slots = sorted(Delivery.objects.values_list("next_attempt_at", flat=True))
     assert slots[0] == slots[1] == now
     assert slots[-1] == now + timedelta(seconds=19.6)
-    # Only slots within the horizon are in the queue; the sweeper queues the rest later.
-    assert len(_jobs()) == Delivery.objects.exclude(enqueued_at=None).count() == 52
+    assert len(queued()) == 100
 
 
 @pytest.mark.django_db
@@ -279,8 +279,7 @@ def test_concurrent_workers_get_distinct_evenly_spaced_slots(make_subscriber):
 
 
 @pytest.mark.django_db
-def test_a_backlog_of_ten_thousand_drains_evenly_at_the_rate(make_subscriber, settings):
-    settings.HERALD_ENQUEUE_HORIZON = 60
+def test_a_backlog_of_ten_thousand_drains_evenly_at_the_rate(make_subscriber):
     subscriber = make_subscriber(rate_limit_per_second=50)
     now = timezone.now()
     events = Event.objects.bulk_create(
@@ -301,5 +300,4 @@ def test_a_backlog_of_ten_thousand_drains_evenly_at_the_rate(make_subscriber, se
     gaps = {round(b - a, 3) for a, b in itertools.pairwise(offsets[1:])}
     assert offsets[:2] == [0, 0] and gaps == {0.02}  # no two share a slot after the burst of one
     assert offsets[-1] == pytest.approx(9_998 / 50, abs=0.01)
-    # Only the first minute is in the job queue; the sweeper feeds in the rest as it comes due.
-    assert OrmQ.objects.count() == sum(1 for offset in offsets if offset <= 60)
+    assert len(queued()) == 10_000 and OrmQ.objects.count() == 0

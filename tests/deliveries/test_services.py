@@ -4,16 +4,16 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 
 from deadletters.models import DeadLetter
-from deliveries.attempts import LOST_WORKER_ERROR, delivery_claim, delivery_record_outcome
+from deliveries.claims import deliveries_claim, delivery_claim
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.outcomes import LOST_WORKER_ERROR, delivery_record_outcome
 from deliveries.sender import SendResult
 from deliveries.services import deliveries_requeue
 from deliveries.sweeper import deliveries_sweep
 from events.services import event_create
+from tests.queue import queued
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _schedule(settings):
     settings.HERALD_RETRY_SCHEDULE = [5, 30, 600]
-    settings.HERALD_ENQUEUE_HORIZON = 300
 
 
 @pytest.fixture
@@ -31,16 +30,11 @@ def delivery(make_subscriber) -> Delivery:
     return Delivery.objects.get()
 
 
-def _jobs() -> list[tuple[str, object]]:
-    """(delivery id, lock) of every queued deliver job."""
-    return [(SignedPackage.loads(job.payload)["args"][0], job.lock) for job in OrmQ.objects.all()]
-
-
 def _ok(status: int = 200, **fields) -> SendResult:
     return SendResult(status_code=status, duration_ms=12, **fields)
 
 
-def test_fan_out_queues_one_job_per_delivery_due_now(make_subscriber):
+def test_fan_out_queues_each_delivery_due_now(make_subscriber):
     make_subscriber(event_types=["order.*"])
     make_subscriber(event_types=["*"])
     make_subscriber(event_types=["invoice.paid"])
@@ -49,7 +43,7 @@ def test_fan_out_queues_one_job_per_delivery_due_now(make_subscriber):
 
     deliveries = Delivery.objects.filter(event=ingested.event)
     assert ingested.delivery_count == 2 == deliveries.count()
-    assert sorted(_jobs()) == sorted((str(d.pk), ingested.event.created_at) for d in deliveries)
+    assert sorted(queued()) == sorted((str(d.pk), ingested.event.created_at) for d in deliveries)
 
 
 def test_claim_writes_the_attempt_before_sending(delivery):
@@ -92,7 +86,7 @@ def test_delivery_to_an_inactive_subscriber_is_held_without_spending_an_attempt(
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.PENDING
     assert delivery.attempt_count == 0
-    assert delivery.enqueued_at is None  # the sweeper re-queues it once the subscriber is back
+    assert delivery.enqueued_at is None  # held: resuming the subscriber queues it again
 
 
 def test_2xx_marks_delivered(delivery):
@@ -109,9 +103,8 @@ def test_2xx_marks_delivered(delivery):
     assert DeliveryAttempt.objects.get().status_code == 204
 
 
-def test_failure_schedules_a_retry_with_a_job_at_its_exact_time(delivery):
+def test_failure_queues_a_retry_at_its_exact_time(delivery):
     now = timezone.now()
-    OrmQ.objects.all().delete()
     claim = delivery_claim(delivery_id=delivery.pk, now=now)
 
     outcome = delivery_record_outcome(
@@ -124,22 +117,9 @@ def test_failure_schedules_a_retry_with_a_job_at_its_exact_time(delivery):
     assert delivery.last_status_code == 500
     assert delivery.last_error == "HTTP 500"
     assert now + timedelta(seconds=5) <= delivery.next_attempt_at <= now + timedelta(seconds=5.5)
-    assert _jobs() == [(str(delivery.pk), delivery.next_attempt_at)]
-
-
-def test_retry_beyond_the_horizon_waits_in_the_table_not_the_queue(delivery, settings):
-    settings.HERALD_RETRY_SCHEDULE = [3600]
-    now = timezone.now()
-    OrmQ.objects.all().delete()
-    claim = delivery_claim(delivery_id=delivery.pk, now=now)
-
-    delivery_record_outcome(claim=claim, result=_ok(None, error="connection error"), now=now)
-
-    delivery.refresh_from_db()
-    assert delivery.status == Delivery.Status.RETRYING
-    assert delivery.enqueued_at is None
-    assert delivery.last_error == "connection error"
-    assert _jobs() == []
+    assert queued() == [(str(delivery.pk), delivery.next_attempt_at)]
+    assert deliveries_claim(limit=10, now=now + timedelta(seconds=4.9)) == []
+    assert len(deliveries_claim(limit=10, now=delivery.next_attempt_at)) == 1
 
 
 def test_retry_after_on_429_pushes_the_retry_back(delivery):
@@ -206,44 +186,23 @@ def test_outcome_from_a_superseded_worker_is_ignored(delivery):
     assert delivery_record_outcome(claim=current, result=_ok(200), now=now) == "delivered"
 
 
-def test_sweeper_queues_retries_coming_due_once(delivery, settings):
-    settings.HERALD_RETRY_SCHEDULE = [3600]
-    now = timezone.now()
-    claim = delivery_claim(delivery_id=delivery.pk, now=now)
-    delivery_record_outcome(claim=claim, result=_ok(500), now=now)
-    OrmQ.objects.all().delete()
-    due_at = Delivery.objects.get().next_attempt_at
-
-    assert deliveries_sweep(now=now) == 0  # an hour away: not the queue's business yet
-    assert deliveries_sweep(now=due_at - timedelta(minutes=2)) == 1
-    assert deliveries_sweep(now=due_at - timedelta(minutes=1)) == 0
-    assert _jobs() == [(str(delivery.pk), due_at)]
-
-
-def test_sweeper_requeues_a_lost_job(delivery):
-    OrmQ.objects.all().delete()  # e.g. the job failed while the database was down
+def test_sweeper_requeues_held_deliveries_of_a_subscriber_sending_again(delivery):
+    # e.g. the subscriber was resumed, but the release job failed while the database was down
+    Delivery.objects.filter(pk=delivery.pk).update(enqueued_at=None)
     much_later = timezone.now() + timedelta(hours=1)
 
     assert deliveries_sweep(now=much_later) == 1
-    assert [job_id for job_id, _ in _jobs()] == [str(delivery.pk)]
-
-
-def test_sweeper_requeues_deliveries_whose_worker_died(delivery):
-    now = timezone.now()
-    delivery_claim(delivery_id=delivery.pk, now=now)
-    OrmQ.objects.all().delete()
-
-    assert deliveries_sweep(now=now) == 0  # lease still running
-    assert deliveries_sweep(now=now + timedelta(hours=1)) == 1
-    assert [job_id for job_id, _ in _jobs()] == [str(delivery.pk)]
+    assert deliveries_sweep(now=much_later) == 0
+    assert [job_id for job_id, _ in queued()] == [str(delivery.pk)]
 
 
 def test_sweeper_leaves_inactive_subscribers_alone(delivery):
-    OrmQ.objects.all().delete()
+    Delivery.objects.filter(pk=delivery.pk).update(enqueued_at=None)
     delivery.subscriber.is_active = False
     delivery.subscriber.save()
 
     assert deliveries_sweep(now=timezone.now() + timedelta(hours=1)) == 0
+    assert queued() == []
 
 
 def test_replayed_delivery_numbers_attempts_on_from_its_history(delivery):

@@ -6,13 +6,11 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from deadletters.models import DeadLetter
 from deliveries.models import Delivery
-from deliveries.queue import enqueue_deliveries
 from events.services import event_create
 from subscribers.models import Subscriber
 from tests.e2e.conftest import wait_until
@@ -113,20 +111,18 @@ def test_410_gone_fails_at_once_and_deactivates_the_subscriber(cluster, receiver
     assert len(receiver.received("/gone")) == 1
 
 
-def test_delayed_job_runs_at_its_eta_not_before(cluster, receiver, make_subscriber):
+def test_delivery_queued_for_later_goes_at_its_time_not_before(cluster, receiver, make_subscriber):
     subscriber = make_subscriber(endpoint_url=receiver.url("/later"))
     event = event_create(event_type="order.created", payload={}).event
     receiver.wait_for(1, path="/later")  # the immediate delivery
     eta = timezone.now() + timedelta(seconds=3)
 
-    with transaction.atomic():
-        delivery = Delivery.objects.create(
-            event=event,
-            subscriber=make_subscriber(endpoint_url=subscriber.endpoint_url),
-            next_attempt_at=eta,
-            enqueued_at=timezone.now(),
-        )
-        enqueue_deliveries([delivery.pk], eta=eta)
+    Delivery.objects.create(
+        event=event,
+        subscriber=make_subscriber(endpoint_url=subscriber.endpoint_url),
+        next_attempt_at=eta,
+        enqueued_at=timezone.now(),
+    )
 
     _, delayed = receiver.wait_for(2, path="/later", timeout=15)
     lateness = delayed.at - eta.timestamp()
@@ -136,20 +132,18 @@ def test_delayed_job_runs_at_its_eta_not_before(cluster, receiver, make_subscrib
 def test_paused_subscriber_gets_nothing_until_resumed(cluster, receiver, make_subscriber):
     subscriber = make_subscriber(endpoint_url=receiver.url("/paused"))
     Subscriber.objects.filter(pk=subscriber.pk).update(is_active=False)
-    with transaction.atomic():
-        # A delivery created while active, then held: it must not go out while paused.
-        delivery = Delivery.objects.create(
-            event=event_create(event_type="order.created", payload={}).event,
-            subscriber=subscriber,
-            next_attempt_at=timezone.now(),
-            enqueued_at=timezone.now(),
-        )
-        enqueue_deliveries([delivery.pk], eta=timezone.now())
+    # A delivery created while active, then queued: it must not go out while paused.
+    delivery = Delivery.objects.create(
+        event=event_create(event_type="order.created", payload={}).event,
+        subscriber=subscriber,
+        next_attempt_at=timezone.now(),
+        enqueued_at=timezone.now(),
+    )
 
     wait_until(
         lambda: Delivery.objects.get(pk=delivery.pk).enqueued_at is None,
         timeout=10,
-        message="the job saw the paused subscriber and set the delivery aside",
+        message="the dispatcher saw the paused subscriber and set the delivery aside",
     )
     assert receiver.received("/paused") == []
     assert Delivery.objects.get(pk=delivery.pk).attempt_count == 0

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from config.apikeys import api_key_create
 from deliveries.models import Delivery
 from events.models import Event
 from events.services import event_create
+from tests.queue import queued
 
 URL = "/api/v1/events"
 ORDER_CREATED = {"event_type": "order.created", "payload": {"order_id": 42, "total": "9.99"}}
@@ -33,7 +33,7 @@ def _assert_invalid(response, field: str) -> None:
 
 
 def _row_counts() -> tuple[int, int, int]:
-    return Event.objects.count(), Delivery.objects.count(), OrmQ.objects.count()
+    return Event.objects.count(), Delivery.objects.count(), len(queued())
 
 
 # --- ingestion and fan-out ------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_post_fans_out_to_every_matching_active_subscriber(api, make_subscriber)
     deliveries = Delivery.objects.filter(event_id=response.json()["id"])
     assert {d.subscriber_id for d in deliveries} == {s.id for s in matching}
     assert {d.status for d in deliveries} == {Delivery.Status.PENDING}
-    assert OrmQ.objects.count() == 4
+    assert len(queued()) == 4
 
 
 def test_post_with_no_matching_subscriber_stores_the_event_without_deliveries(api, make_subscriber):

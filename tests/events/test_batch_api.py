@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from django_q.models import OrmQ
 
 from deliveries.models import Delivery
 from events.models import Event
+from tests.queue import queued
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/events/batch"
@@ -25,7 +25,7 @@ def test_batch_stores_every_event_with_its_deliveries_and_jobs(api, make_subscri
     assert [r["payload"]["n"] for r in results] == [0, 1, 2, 3, 4]
     assert all(r["delivery_count"] == 2 for r in results)
     assert Event.objects.count() == 5
-    assert Delivery.objects.count() == 10 == OrmQ.objects.count()
+    assert Delivery.objects.count() == 10 == len(queued())
 
 
 def test_one_invalid_event_rejects_the_whole_batch_naming_it(api, make_subscriber):
@@ -39,7 +39,7 @@ def test_one_invalid_event_rejects_the_whole_batch_naming_it(api, make_subscribe
     error = response.json()["error"]
     assert error["message"].startswith("events[1].event_type:")
     assert "event_type" in error["fields"]["events"]["1"]
-    assert Event.objects.count() == 0 and OrmQ.objects.count() == 0
+    assert Event.objects.count() == 0 == Delivery.objects.count()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,171 @@
+"""Taking due deliveries for an attempt: lock, pass the receiver-protection gate, write the attempt.
+
+A claim moves a delivery to in flight under a lease and writes its attempt row before anything is
+sent, so a worker killed mid-request leaves a trace and its deliveries are reclaimed when the
+lease runs out. Many deliveries are claimed in one transaction with a handful of statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, Max, Q
+
+from deliveries import policy
+from deliveries.admission import Verdict, admission_decide
+from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
+from deliveries.outcomes import LOST_WORKER_ERROR, dead_letter
+from deliveries.sender import WebhookRequest, build_request
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker owns until its lease ends, with the request it is about to send."""
+
+    delivery: Delivery
+    attempt: DeliveryAttempt
+    request: WebhookRequest
+    probe: bool = False  # the one delivery testing an open circuit
+
+
+def _locked(queryset, limit: int | None = None) -> list[Delivery]:
+    """Rows no other worker holds, locked until the claim commits; busy rows are skipped."""
+    rows = (
+        queryset.select_for_update(skip_locked=True, of=("self",))
+        .select_related("event", "subscriber")
+        .order_by("next_attempt_at")
+    )
+    return list(rows[:limit] if limit else rows)
+
+
+def ready_due(now: datetime):
+    """Deliveries queued for dispatch whose time has come (the `delivery_ready_idx` scan)."""
+    return Delivery.objects.filter(
+        status__in=DUE_STATUSES, enqueued_at__isnull=False, next_attempt_at__lte=now
+    )
+
+
+def lease_expired(now: datetime):
+    return Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
+
+
+@transaction.atomic
+def deliveries_claim(*, limit: int, now: datetime, reclaim_expired: bool = True) -> list[Claim]:
+    """Claim up to `limit` due deliveries, oldest first, then ones whose worker died."""
+    rows = _locked(ready_due(now), limit)
+    if reclaim_expired and len(rows) < limit:
+        rows += _locked(lease_expired(now), limit - len(rows))
+    return _claim_rows(rows, now=now)
+
+
+@transaction.atomic
+def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
+    """Claim one delivery if it is due, whether queued or held (a probe sends a held one)."""
+    due = Q(status__in=DUE_STATUSES, next_attempt_at__lte=now) | Q(
+        status=Delivery.Status.IN_FLIGHT, lease_until__lt=now
+    )
+    claims = _claim_rows(_locked(Delivery.objects.filter(due, pk=delivery_id)), now=now)
+    return claims[0] if claims else None
+
+
+def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
+    # Admission may lock subscriber rows (rate limit, probe); taking them in one global order
+    # keeps concurrent claims, fan-outs and outcomes from deadlocking.
+    rows.sort(key=lambda delivery: str(delivery.subscriber_id))
+    sending: list[tuple[Delivery, bool]] = []
+    for delivery in rows:
+        if delivery.status == Delivery.Status.IN_FLIGHT and not _settle_lost_attempt(
+            delivery, now=now
+        ):
+            continue
+        admission = admission_decide(delivery=delivery, now=now)
+        if admission.verdict is Verdict.HOLD:
+            _set_aside(delivery, now=now, enqueued_at=None)
+        elif admission.verdict is Verdict.LATER:
+            _set_aside(
+                delivery,
+                now=now,
+                next_attempt_at=admission.at,
+                rate_slot_at=admission.rate_slot,
+                enqueued_at=now,
+            )
+        else:
+            sending.append((delivery, admission.probe))
+    if not sending:
+        return []
+    lease_until = now + policy.lease()
+    ids = [delivery.pk for delivery, _ in sending]
+    Delivery.objects.filter(pk__in=ids).update(
+        status=Delivery.Status.IN_FLIGHT,
+        attempt_count=F("attempt_count") + 1,
+        lease_until=lease_until,
+        enqueued_at=None,
+        rate_slot_at=None,
+        updated_at=now,
+    )
+    # Numbers run on across replays (which restart attempt_count), so history reads in order.
+    last_numbers = dict(
+        DeliveryAttempt.objects.filter(delivery_id__in=ids)
+        .values("delivery_id")
+        .annotate(last=Max("number"))
+        .values_list("delivery_id", "last")
+    )
+    claims = []
+    for delivery, probe in sending:
+        delivery.status = Delivery.Status.IN_FLIGHT
+        delivery.attempt_count += 1
+        delivery.lease_until = lease_until
+        request = _request_for(delivery, now=now)
+        attempt = DeliveryAttempt(
+            delivery=delivery,
+            number=last_numbers.get(delivery.pk, 0) + 1,
+            started_at=now,
+            request_headers=request.headers,
+        )
+        claims.append(Claim(delivery=delivery, attempt=attempt, request=request, probe=probe))
+    DeliveryAttempt.objects.bulk_create([claim.attempt for claim in claims])
+    return claims
+
+
+def _request_for(delivery: Delivery, *, now: datetime) -> WebhookRequest:
+    return build_request(
+        url=delivery.subscriber.endpoint_url,
+        message_id=str(delivery.event_id),
+        event_type=delivery.event.event_type,
+        occurred_at=delivery.event.created_at,
+        payload=delivery.event.payload,
+        secrets=[delivery.subscriber.secret],
+        now=now,
+    )
+
+
+def _set_aside(delivery: Delivery, *, now: datetime, **fields) -> None:
+    """Not sent now: keep its status (a lost attempt may have made it retrying), no lease."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=delivery.status,
+        lease_until=None,
+        last_error=delivery.last_error,
+        last_status_code=delivery.last_status_code,
+        updated_at=now,
+        **fields,
+    )
+
+
+def _settle_lost_attempt(delivery: Delivery, *, now: datetime) -> bool:
+    """A lease ran out: the worker died mid-attempt. That attempt counts, as a failure.
+
+    Returns whether the delivery may be attempted again now (the lease was the wait).
+    """
+    DeliveryAttempt.objects.filter(delivery=delivery, finished_at=None).update(
+        finished_at=now, error=LOST_WORKER_ERROR
+    )
+    if policy.retry_policy().delay_after(delivery.attempt_count) is None:
+        reason = f"all {delivery.attempt_count} attempts failed; last: {LOST_WORKER_ERROR}"
+        dead_letter(delivery, reason=reason, status_code=None, error=LOST_WORKER_ERROR, now=now)
+        return False
+    delivery.status = Delivery.Status.RETRYING
+    delivery.last_error = LOST_WORKER_ERROR
+    delivery.last_status_code = None
+    return True

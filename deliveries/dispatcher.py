@@ -1,0 +1,199 @@
+"""The delivery loop each worker process runs: claim due deliveries in batches, send them
+concurrently, record their outcomes in batches.
+
+One thread talks to the database; a pool of sender threads, each with its own keep-alive session,
+does the HTTP. Sends finishing and new work being committed both wake the loop through one
+queue, so it never sleeps while there is something to do and never spins while there is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Min
+from django.utils import timezone
+
+from deliveries import policy
+from deliveries.claims import Claim, deliveries_claim
+from deliveries.models import DUE_STATUSES, Delivery
+from deliveries.outcomes import Sent, deliveries_record_outcomes
+from deliveries.sender import SendResult, Timeouts, send
+from deliveries.wakeup import Listener, notifications_supported
+
+logger = logging.getLogger(__name__)
+
+WAKE = object()  # a wake-up in the loop's queue, as opposed to a finished send
+LEASE_CHECK_INTERVAL = 1.0  # seconds between looks for deliveries whose worker died
+MIN_WAIT = 0.005
+MAX_DB_BACKOFF = 5.0
+
+
+class Dispatcher:
+    def __init__(self, *, concurrency: int, poll: float, send_options: dict) -> None:
+        self.concurrency = concurrency
+        self.poll = poll
+        self._send_options = send_options
+        timeouts: Timeouts = send_options["timeouts"]
+        # Shutdown waits for the sends in flight: no send takes longer than this.
+        self._drain_seconds = timeouts.connect + timeouts.total + 5
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="herald-send")
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_pending = threading.Event()
+        self._stopping = threading.Event()
+        self._in_flight = 0
+        self._unrecorded: list[Sent] = []
+        self._next_lease_check = 0.0
+        self._db_backoff = 0.0
+
+    @classmethod
+    def from_settings(cls) -> Dispatcher:
+        return cls(
+            concurrency=settings.HERALD_DELIVERY_CONCURRENCY,
+            poll=settings.HERALD_QUEUE_POLL,
+            send_options=policy.send_options(),
+        )
+
+    def wake(self) -> None:
+        """New work may be due (any thread). Wake-ups before the loop runs again fold into one."""
+        if not self._wake_pending.is_set():
+            self._wake_pending.set()
+            self._inbox.put(WAKE)
+
+    def stop(self) -> None:
+        """Finish: claim nothing more, let the sends in flight end, record them."""
+        self._stopping.set()
+        self._inbox.put(WAKE)
+
+    def run(self) -> None:
+        listener = Listener(self.wake) if notifications_supported() else None
+        if listener:
+            listener.start()
+        try:
+            while not self._stopping.is_set():
+                self._guarded(self._cycle)
+            self._drain(deadline=time.monotonic() + self._drain_seconds)
+        finally:
+            if listener:
+                listener.stop()
+            self._pool.shutdown(wait=True)
+            connection.close()
+
+    def _drain(self, *, deadline: float) -> None:
+        """Wait for the sends in flight and record them; a lease covers what is left at the end."""
+        while (self._in_flight or self._unrecorded) and time.monotonic() < deadline:
+            if self._in_flight:
+                with contextlib.suppress(queue.Empty):
+                    self._take(self._inbox.get(timeout=0.5))
+            self._take_all_waiting()
+            self._guarded(self._record)
+
+    def run_until_idle(self, *, timeout: float) -> None:
+        """Deliver everything due now and wait for its outcomes; for the shell and tests."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            claimed = self._claim()
+            if not claimed and not self._in_flight and not self._unrecorded:
+                return
+            if self._in_flight:
+                self._take(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            self._take_all_waiting()
+            self._record()
+
+    def _cycle(self) -> None:
+        self._take_all_waiting()
+        self._record()
+        claimed = self._claim() if self._in_flight < self.concurrency else 0
+        if claimed and self._in_flight < self.concurrency:
+            return  # there may be more due: claim again before sleeping
+        with contextlib.suppress(queue.Empty):
+            self._take(self._inbox.get(timeout=self._idle_wait() if not claimed else self.poll))
+
+    def _claim(self) -> int:
+        now = timezone.now()
+        reclaim = time.monotonic() >= self._next_lease_check
+        if reclaim:
+            self._next_lease_check = time.monotonic() + LEASE_CHECK_INTERVAL
+        claims = deliveries_claim(
+            limit=self.concurrency - self._in_flight, now=now, reclaim_expired=reclaim
+        )
+        for claim in claims:
+            self._in_flight += 1
+            self._pool.submit(self._send, claim)
+        return len(claims)
+
+    def _send(self, claim: Claim) -> None:
+        try:
+            result = send(claim.request, **self._send_options)
+        except Exception as exc:  # a bug must not strand the claim: record it as a failure
+            logger.exception("sending delivery_id=%s failed unexpectedly", claim.delivery.pk)
+            result = SendResult(status_code=None, duration_ms=0, error=f"internal error: {exc}")
+        self._inbox.put(Sent(claim, result))
+
+    def _take(self, item) -> None:
+        if item is WAKE:
+            self._wake_pending.clear()
+        else:
+            self._in_flight -= 1
+            self._unrecorded.append(item)
+
+    def _take_all_waiting(self) -> None:
+        while True:
+            try:
+                self._take(self._inbox.get_nowait())
+            except queue.Empty:
+                return
+
+    def _record(self) -> None:
+        if not self._unrecorded:
+            return
+        batch, now = self._unrecorded, timezone.now()
+        outcomes = deliveries_record_outcomes(batch, now=now)
+        self._unrecorded = []
+        for sent, outcome in zip(batch, outcomes, strict=True):
+            log_attempt(sent, outcome)
+
+    def _idle_wait(self) -> float:
+        """Seconds until the next queued delivery is due, at most one poll interval."""
+        next_due: datetime | None = Delivery.objects.filter(
+            status__in=DUE_STATUSES, enqueued_at__isnull=False
+        ).aggregate(first=Min("next_attempt_at"))["first"]
+        if next_due is None:
+            return self.poll
+        return min(self.poll, max(MIN_WAIT, (next_due - timezone.now()).total_seconds()))
+
+    def _guarded(self, step) -> None:
+        """Run a step; if the database is unreachable, wait and try again (results are kept)."""
+        try:
+            step()
+            self._db_backoff = 0.0
+        except DatabaseError as exc:
+            self._db_backoff = min(MAX_DB_BACKOFF, max(0.1, self._db_backoff * 2))
+            logger.warning(
+                "dispatcher database error, retrying in %.1fs: %s", self._db_backoff, exc
+            )
+            close_old_connections()
+            connection.close()
+            time.sleep(self._db_backoff)
+
+
+def log_attempt(sent: Sent, outcome: str) -> None:
+    delivery = sent.claim.delivery
+    logger.info(
+        "delivery attempt delivery_id=%s event_id=%s subscriber_id=%s attempt=%s "
+        "status_code=%s duration_ms=%s outcome=%s",
+        delivery.pk,
+        delivery.event_id,
+        delivery.subscriber_id,
+        sent.claim.attempt.number,
+        sent.result.status_code,
+        sent.result.duration_ms,
+        outcome,
+    )

@@ -1,0 +1,196 @@
+"""The delivery loop: batched claims, concurrent sends to a real receiver, batched outcomes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from deadletters.models import DeadLetter
+from deliveries import policy
+from deliveries.claims import deliveries_claim
+from deliveries.dispatcher import Dispatcher
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.outcomes import LOST_WORKER_ERROR
+from events.services import event_create
+from subscribers.models import Subscriber
+from tests.receiver import Reply
+
+
+@pytest.fixture(autouse=True)
+def _schedule(settings):
+    settings.HERALD_RETRY_SCHEDULE = [5, 30]
+
+
+def _dispatcher(concurrency: int = 8, poll: float = 0.2) -> Dispatcher:
+    return Dispatcher(concurrency=concurrency, poll=poll, send_options=policy.send_options())
+
+
+def _publish(count: int, event_type: str = "order.created") -> None:
+    for n in range(count):
+        event_create(event_type=event_type, payload={"n": n})
+
+
+@pytest.mark.django_db
+def test_delivers_every_due_delivery_once_signed_and_recorded(make_subscriber, receiver):
+    subscriber = make_subscriber(endpoint_url=receiver.url())
+    _publish(40)
+
+    _dispatcher(concurrency=8).run_until_idle(timeout=30)
+
+    requests = receiver.received()
+    assert len(requests) == 40
+    assert len({r.headers["webhook-id"] for r in requests}) == 40
+    webhook = Webhook(subscriber.secret)
+    assert sorted(webhook.verify(r.body, r.headers)["data"]["n"] for r in requests) == list(
+        range(40)
+    )
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+    assert DeliveryAttempt.objects.filter(status_code=200, finished_at__isnull=False).count() == 40
+
+
+@pytest.mark.django_db
+def test_one_batch_records_each_outcome_on_its_own_terms(make_subscriber, receiver):
+    make_subscriber(endpoint_url=receiver.url("/ok"))
+    make_subscriber(endpoint_url=receiver.url("/flaky"))
+    gone = make_subscriber(endpoint_url=receiver.url("/gone"))
+    receiver.default("/flaky", Reply(status=500, body=b"down"))
+    receiver.default("/gone", Reply(status=410))
+    _publish(1)
+
+    _dispatcher().run_until_idle(timeout=30)
+
+    by_path = {
+        d.subscriber.endpoint_url.rsplit("/", 1)[-1]: d
+        for d in Delivery.objects.select_related("subscriber")
+    }
+    assert by_path["ok"].status == Delivery.Status.DELIVERED
+    assert by_path["flaky"].status == Delivery.Status.RETRYING
+    assert by_path["flaky"].last_error == "HTTP 500"
+    assert by_path["flaky"].attempts.get().response_excerpt == "down"
+    assert by_path["gone"].status == Delivery.Status.FAILED
+    assert DeadLetter.objects.get().delivery_id == by_path["gone"].pk
+    assert not Subscriber.objects.get(pk=gone.pk).is_active
+
+
+@pytest.mark.django_db
+def test_batch_claim_takes_the_oldest_due_and_skips_held_and_future_work(make_subscriber):
+    make_subscriber()
+    _publish(5)
+    oldest_first = list(Delivery.objects.order_by("created_at"))
+    now = timezone.now()
+    Delivery.objects.filter(pk=oldest_first[0].pk).update(enqueued_at=None)  # held
+    Delivery.objects.filter(pk=oldest_first[1].pk).update(
+        next_attempt_at=now + timedelta(minutes=1)
+    )
+
+    claims = deliveries_claim(limit=2, now=now)
+
+    assert [c.delivery.pk for c in claims] == [d.pk for d in oldest_first[2:4]]
+    assert [c.attempt.number for c in claims] == [1, 1]
+    assert Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).count() == 2
+    assert DeliveryAttempt.objects.filter(finished_at=None).count() == 2
+
+
+@pytest.mark.django_db
+def test_batch_claim_reclaims_deliveries_whose_worker_died(make_subscriber):
+    make_subscriber()
+    _publish(2)
+    now = timezone.now()
+    first = deliveries_claim(limit=2, now=now)
+    assert len(first) == 2
+    after_lease = now + policy.lease() + timedelta(seconds=1)
+
+    assert deliveries_claim(limit=5, now=after_lease, reclaim_expired=False) == []
+    again = deliveries_claim(limit=5, now=after_lease)
+
+    assert sorted(c.delivery.pk for c in again) == sorted(c.delivery.pk for c in first)
+    assert [c.attempt.number for c in again] == [2, 2]
+    lost = DeliveryAttempt.objects.filter(number=1)
+    assert {a.error for a in lost} == {LOST_WORKER_ERROR}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_hand_out_the_same_delivery(make_subscriber):
+    make_subscriber()
+    _publish(60)
+    now = timezone.now()
+    start = threading.Barrier(4)
+    claimed: list = []
+
+    def worker():
+        try:
+            start.wait()
+            for _ in range(10):
+                claimed.extend(c.delivery.pk for c in deliveries_claim(limit=7, now=now))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(claimed) == len(set(claimed)) == 60
+    assert DeliveryAttempt.objects.count() == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_work_wakes_an_idle_dispatcher_without_waiting_for_its_poll(make_subscriber, receiver):
+    if connection.vendor != "postgresql":
+        pytest.skip("wake-ups use PostgreSQL LISTEN/NOTIFY; SQLite relies on polling")
+    make_subscriber(endpoint_url=receiver.url())
+    dispatcher = _dispatcher(poll=30)
+    thread = threading.Thread(target=dispatcher.run)
+    thread.start()
+    try:
+        time.sleep(0.5)  # idle, listening
+        _publish(3)
+        receiver.wait_for(3, timeout=5)  # far sooner than the 30 s poll
+    finally:
+        dispatcher.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stopping_finishes_and_records_the_sends_in_flight(make_subscriber, receiver):
+    make_subscriber(endpoint_url=receiver.url())
+    receiver.default("/hook", Reply(delay=0.5))
+    _publish(6)
+    dispatcher = _dispatcher(concurrency=6)
+    thread = threading.Thread(target=dispatcher.run)
+    thread.start()
+    receiver.wait_for(6, timeout=10)  # all six are in flight now
+
+    dispatcher.stop()
+    thread.join(timeout=30)
+
+    assert not thread.is_alive()
+    statuses = Delivery.objects.values_list("status", flat=True)
+    assert list(statuses) == [Delivery.Status.DELIVERED] * 6
+    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+
+
+@pytest.mark.django_db
+def test_concurrency_bounds_the_requests_in_flight(make_subscriber, receiver):
+    make_subscriber(endpoint_url=receiver.url())
+    receiver.default("/hook", Reply(delay=0.3))
+    _publish(12)
+
+    _dispatcher(concurrency=4).run_until_idle(timeout=30)
+
+    arrivals = sorted(r.at for r in receiver.received())
+    assert len(arrivals) == 12
+    # With 4 in flight and 0.3 s each, the 5th request cannot start before the 1st finished.
+    assert arrivals[4] - arrivals[0] >= 0.25
+    bodies = [json.loads(r.body)["data"]["n"] for r in receiver.received()]
+    assert sorted(bodies) == list(range(12))
