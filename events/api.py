@@ -131,9 +131,14 @@ class EventDeliverySerializer(serializers.ModelSerializer):
 
 class EventDetailSerializer(EventSerializer):
     deliveries = EventDeliverySerializer(many=True, read_only=True)
+    source = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+        help_text="The inbound source that sent it (null for events posted through the API).",
+    )
 
     class Meta(EventSerializer.Meta):
-        fields = [*EventSerializer.Meta.fields, "deliveries"]
+        fields = [*EventSerializer.Meta.fields, "source", "source_delivery_id", "deliveries"]
 
 
 class EventFilter(CreatedRangeFilterSet):
