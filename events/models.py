@@ -40,7 +40,8 @@ class Source(models.Model):
                 "e.g. 'github'.",
             )
         ],
-        help_text="Names the URL (/api/v1/ingest/<slug>) and prefixes its event types.",
+        help_text="Names the URL, /api/v1/ingest/{slug}, and prefixes its event types "
+        "(github.issues.opened).",
     )
     name = models.CharField(max_length=200)
     scheme = models.CharField(max_length=16, choices=Scheme.choices)

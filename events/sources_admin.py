@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 
 from events.models import Source
@@ -189,7 +189,8 @@ class SourceAdmin(admin.ModelAdmin):
         now = timezone.now()
         previous = (
             format_html(
-                "; the previous one is accepted until {}", source.previous_secret_expires_at
+                "; the previous one is accepted until {}",
+                formats.localize(timezone.localtime(source.previous_secret_expires_at)),
             )
             if len(source.valid_secrets(now)) > 1
             else ""
@@ -212,7 +213,7 @@ class SourceAdmin(admin.ModelAdmin):
                 (
                     reverse("admin:events_event_change", args=[event.pk]),
                     event.event_type,
-                    event.created_at,
+                    formats.localize(timezone.localtime(event.created_at)),
                     event.source_delivery_id,
                 )
                 for event in events
