@@ -153,6 +153,9 @@ HERALD_MAX_PAYLOAD_BYTES = env.int("HERALD_MAX_PAYLOAD_BYTES", default=256 * 102
 # Largest body of POST /api/v1/events/batch, and the most events one batch may carry.
 HERALD_MAX_BATCH_BYTES = env.int("HERALD_MAX_BATCH_BYTES", default=8 * 1024 * 1024)
 HERALD_MAX_BATCH_EVENTS = env.int("HERALD_MAX_BATCH_EVENTS", default=500)
+# Hours an inbound source's old secret is still accepted after a rotation, while the sender
+# switches to the new one (Stripe, rolling a secret, signs with both for up to a day).
+HERALD_SOURCE_ROTATION_HOURS = env.float("HERALD_SOURCE_ROTATION_HOURS", default=24.0)
 # Seconds to wait for a receiver's TCP/TLS connection.
 HERALD_CONNECT_TIMEOUT = env.float("HERALD_CONNECT_TIMEOUT", default=5.0)
 # Seconds to wait for each read from a receiver (response headers, each chunk of the body).

@@ -9,6 +9,7 @@ from config.api.health import health
 from deadletters.api import DeadLetterViewSet
 from deliveries.api import DeliveryViewSet, SubscriberHealthView
 from events.api import EventViewSet
+from events.sources_api import InboundWebhookView, SourceViewSet
 from subscribers.api import SubscriberViewSet
 
 router = DefaultRouter(trailing_slash=False)
@@ -17,6 +18,7 @@ router.register("subscribers", SubscriberViewSet, basename="subscriber")
 router.register("events", EventViewSet, basename="event")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("dead-letters", DeadLetterViewSet, basename="deadletter")
+router.register("sources", SourceViewSet, basename="source")
 
 urlpatterns = [
     path("api/v1/health", health, name="health"),
@@ -25,6 +27,8 @@ urlpatterns = [
         SubscriberHealthView.as_view(),
         name="subscriber-health",
     ),
+    # Third parties' webhooks: no API key, the signature is the credential.
+    path("api/v1/ingest/<slug:slug>", InboundWebhookView.as_view(), name="ingest"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -7,6 +7,7 @@ from django.utils.html import format_html
 
 from deliveries.models import Delivery
 from events.models import Event
+from events.sources_admin import SourceAdmin  # noqa: F401 (registers it)
 
 
 class DeliveryInline(admin.TabularInline):
@@ -32,12 +33,21 @@ class DeliveryInline(admin.TabularInline):
 class EventAdmin(admin.ModelAdmin):
     """Events are history: visible, never edited."""
 
-    list_display = ["id", "event_type", "created_at", "api_key"]
-    list_filter = ["event_type", "created_at"]
-    search_fields = ["=id", "event_type", "idempotency_key"]
+    list_display = ["id", "event_type", "created_at", "api_key", "source"]
+    list_filter = ["event_type", "created_at", "source"]
+    search_fields = ["=id", "event_type", "idempotency_key", "=source_delivery_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["api_key"]
-    fields = ["id", "event_type", "pretty_payload", "api_key", "idempotency_key", "created_at"]
+    list_select_related = ["api_key", "source"]
+    fields = [
+        "id",
+        "event_type",
+        "pretty_payload",
+        "api_key",
+        "idempotency_key",
+        "source",
+        "source_delivery_id",
+        "created_at",
+    ]
     readonly_fields = fields
     inlines = [DeliveryInline]
     show_full_result_count = False

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from config.api.exceptions import Conflict
 from config.api.filters import CreatedRangeFilterSet
+from config.api.parsers import storable_in_jsonb
 from config.api.routing import UUID_PATTERN
 from deliveries.models import Delivery
 from events.models import Event
@@ -56,29 +57,9 @@ class JSONObjectField(serializers.JSONField):
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_object")
-        if not _storable(data):
+        if not storable_in_jsonb(data):
             self.fail("unstorable")
         return super().to_internal_value(data)
-
-
-def _storable(data) -> bool:
-    """JSON allows NUL and lone surrogates in strings; PostgreSQL's jsonb refuses them (a 500)."""
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str):
-            if "\x00" in value:
-                return False
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-    return True
 
 
 class EventInputSerializer(serializers.Serializer):
@@ -150,9 +131,14 @@ class EventDeliverySerializer(serializers.ModelSerializer):
 
 class EventDetailSerializer(EventSerializer):
     deliveries = EventDeliverySerializer(many=True, read_only=True)
+    source = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+        help_text="The inbound source that sent it (null for events posted through the API).",
+    )
 
     class Meta(EventSerializer.Meta):
-        fields = [*EventSerializer.Meta.fields, "deliveries"]
+        fields = [*EventSerializer.Meta.fields, "source", "source_delivery_id", "deliveries"]
 
 
 class EventFilter(CreatedRangeFilterSet):

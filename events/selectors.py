@@ -6,7 +6,7 @@ from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, 
 from django.db.models.functions import Coalesce
 
 from deliveries.models import Delivery
-from events.models import Event
+from events.models import Event, Source
 
 
 def events_list() -> QuerySet[Event]:
@@ -25,9 +25,26 @@ def events_list() -> QuerySet[Event]:
 
 
 def event_with_deliveries() -> QuerySet[Event]:
-    return events_list().prefetch_related(
-        Prefetch(
-            "deliveries",
-            queryset=Delivery.objects.select_related("subscriber").order_by("created_at"),
+    return (
+        events_list()
+        .select_related("source")
+        .prefetch_related(
+            Prefetch(
+                "deliveries",
+                queryset=Delivery.objects.select_related("subscriber").order_by("created_at"),
+            )
         )
+    )
+
+
+def active_source(*, slug: str) -> Source | None:
+    """The source receiving at /api/v1/ingest/<slug>; inactive ones receive nothing."""
+    return Source.objects.filter(slug=slug, is_active=True).first()
+
+
+def source_recent_events(*, source: Source, limit: int = 10) -> list[Event]:
+    return list(
+        Event.objects.filter(source=source)
+        .only("id", "event_type", "source_delivery_id", "created_at")
+        .order_by("-created_at")[:limit]
     )

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,7 +15,8 @@ from django.utils import timezone
 
 from config.models import ApiKey
 from deliveries.services import fan_out
-from events.models import Event
+from events.models import Event, Source
+from subscribers.models import Subscriber
 from subscribers.selectors import active_subscribers, subscribers_matching
 
 logger = logging.getLogger(__name__)
@@ -122,8 +124,58 @@ def _store(
         if item.idempotency_key:
             earlier[item.idempotency_key] = event
         resolved.append((event, "new"))
-    Event.objects.bulk_create(new_events)
+    targets = _publish(new_events, now=now)
+    return [
+        Ingested(
+            event=event,
+            delivery_count=event.deliveries.count() if origin == "old" else len(targets[event.id]),
+            created=origin == "new",
+        )
+        for event, origin in resolved
+    ]
 
+
+def event_receive(
+    *, source: Source, event_type: str, payload: dict[str, Any], delivery_id: str = ""
+) -> Ingested:
+    """Store a verified inbound webhook as an event and fan it out, once per sender's delivery id.
+
+    A redelivery (the same id from the same source) returns the original event and stores nothing.
+    Two deliveries of one id racing are settled by the unique constraint: the loser's insert waits
+    for the winner's commit, fails, and the retry finds the winner's event.
+    """
+    try:
+        with transaction.atomic():
+            return _receive(source, event_type, payload, delivery_id)
+    except IntegrityError:
+        if not delivery_id:
+            raise
+    with transaction.atomic():
+        return _receive(source, event_type, payload, delivery_id)
+
+
+def _receive(
+    source: Source, event_type: str, payload: dict[str, Any], delivery_id: str
+) -> Ingested:
+    if delivery_id:
+        earlier = Event.objects.filter(source=source, source_delivery_id=delivery_id).first()
+        if earlier is not None:
+            return Ingested(event=earlier, delivery_count=earlier.deliveries.count(), created=False)
+    now = timezone.now()
+    event = Event(
+        event_type=event_type,
+        payload=payload,
+        source=source,
+        source_delivery_id=delivery_id,
+        created_at=now,
+    )
+    targets = _publish([event], now=now)
+    return Ingested(event=event, delivery_count=len(targets[event.id]), created=True)
+
+
+def _publish(new_events: list[Event], *, now: datetime) -> dict[Any, list[Subscriber]]:
+    """Insert new events with their deliveries and jobs, in the caller's transaction."""
+    Event.objects.bulk_create(new_events)
     subscribers = active_subscribers()
     targets = {
         event.id: subscribers_matching(event_type=event.event_type, among=subscribers)
@@ -137,11 +189,4 @@ def _store(
             new_events[0].id,
             sum(len(matched) for matched in targets.values()),
         )
-    return [
-        Ingested(
-            event=event,
-            delivery_count=event.deliveries.count() if origin == "old" else len(targets[event.id]),
-            created=origin == "new",
-        )
-        for event, origin in resolved
-    ]
+    return targets

@@ -25,22 +25,55 @@ class BoundedJSONParser(JSONParser):
         limit = getattr(view, "max_body_bytes", None) or settings.HERALD_MAX_PAYLOAD_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        if not raw:
-            raise ParseError("Request body is empty; expected a JSON object.")
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"Request body is not valid JSON: {exc}") from exc
-        except RecursionError as exc:
-            raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.") from exc
-        if _deeper_than(data, MAX_DEPTH):
-            raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.")
-        return data
+        return parse_json(read_bounded(stream, declared=declared, limit=limit))
+
+
+def read_bounded(stream, *, declared: str | None, limit: int) -> bytes:
+    """The raw body, or PayloadTooLarge: never reads more than one byte past `limit`.
+
+    `declared` is the Content-Length header: a body announced as too large is refused unread.
+    """
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON (no NaN, bounded depth) from UTF-8 bytes, or ParseError (a 400)."""
+    if not raw:
+        raise ParseError("Request body is empty; expected a JSON object.")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"Request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.") from exc
+    if _deeper_than(data, MAX_DEPTH):
+        raise ParseError(f"Request body nests deeper than {MAX_DEPTH} levels.")
+    return data
+
+
+def storable_in_jsonb(data: Any) -> bool:
+    """JSON allows NUL and lone surrogates in strings; PostgreSQL's jsonb refuses them (a 500)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return False
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _reject_constant(name: str) -> None:

@@ -1,0 +1,116 @@
+"""Writes to inbound sources: create (secret generated or pasted), update, rotate, reject."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+
+from events.models import SOURCE_SECRET_MAX_LENGTH, Source
+from subscribers.secrets import SECRET_PREFIX, generate_secret, is_valid_secret
+
+Scheme = Source.Scheme
+
+UPDATABLE_FIELDS = ("slug", "name", "event_type_field", "is_active")
+
+
+class InvalidSecret(ValueError):
+    """A pasted secret the scheme cannot use; the message says what it should look like."""
+
+
+def source_secret_generate(*, scheme: str) -> str:
+    # Standard Webhooks and Stripe secrets are "whsec_" + base64; GitHub and plain HMAC senders
+    # take any string, and hex survives every copy and paste.
+    if scheme in (Scheme.STANDARD, Scheme.STRIPE):
+        return generate_secret()
+    return secrets.token_hex(32)
+
+
+def source_secret_check(*, scheme: str, secret: str) -> None:
+    """Raise InvalidSecret unless `secret` can sign requests of `scheme`."""
+    if not secret:
+        raise InvalidSecret("Must not be empty.")
+    if len(secret) > SOURCE_SECRET_MAX_LENGTH:
+        raise InvalidSecret(f"At most {SOURCE_SECRET_MAX_LENGTH} characters.")
+    if any(ord(char) < 32 or ord(char) == 127 for char in secret):
+        raise InvalidSecret("Must not contain control characters.")
+    if scheme == Scheme.STANDARD and not is_valid_secret(secret):
+        raise InvalidSecret(
+            f"Standard Webhooks secrets look like {SECRET_PREFIX}<base64 of 24 to 64 bytes>."
+        )
+    if scheme == Scheme.STRIPE and not secret.startswith(SECRET_PREFIX):
+        raise InvalidSecret(
+            f"Stripe signing secrets start with {SECRET_PREFIX}: copy it from the webhook "
+            "endpoint's page in the Stripe Dashboard (not an API key)."
+        )
+
+
+def source_create(
+    *,
+    slug: str,
+    name: str,
+    scheme: str,
+    secret: str | None = None,
+    event_type_field: str = "type",
+    is_active: bool = True,
+) -> Source:
+    """A new source; without a secret one is generated, to be given to the sender."""
+    secret = secret or source_secret_generate(scheme=scheme)
+    source_secret_check(scheme=scheme, secret=secret)
+    return Source.objects.create(
+        slug=slug,
+        name=name,
+        scheme=scheme,
+        secret=secret,
+        event_type_field=event_type_field,
+        is_active=is_active,
+    )
+
+
+def source_update(*, source: Source, changes: dict[str, Any]) -> Source:
+    for field in changes:
+        if field not in UPDATABLE_FIELDS:
+            raise ValueError(f"{field} cannot be changed")
+    for field, value in changes.items():
+        setattr(source, field, value)
+    source.save(update_fields=[*changes, "updated_at"])
+    return source
+
+
+def source_rotate_secret(
+    *, source: Source, now: datetime, secret: str | None = None, keep_previous: bool = True
+) -> Source:
+    """Make `secret` (or a generated one) current.
+
+    The old secret stays valid for HERALD_SOURCE_ROTATION_HOURS, so requests the sender signed
+    before it switched, and its retries, still verify. `keep_previous=False` stops accepting it at
+    once, for a secret that leaked. One UPDATE moves the current secret to `previous_secret`, so
+    two rotations at once cannot drop the secret the first one handed out.
+    """
+    new_secret = secret or source_secret_generate(scheme=source.scheme)
+    source_secret_check(scheme=source.scheme, secret=new_secret)
+    grace = timedelta(hours=settings.HERALD_SOURCE_ROTATION_HOURS)
+    Source.objects.filter(pk=source.pk).update(
+        previous_secret=F("secret") if keep_previous else "",
+        previous_secret_expires_at=now + grace if keep_previous else None,
+        secret=new_secret,
+        updated_at=now,
+    )
+    source.refresh_from_db()
+    return source
+
+
+def source_record_rejection(*, source: Source, reason: str, now: datetime) -> None:
+    """Count a request refused for its signature; one UPDATE, so concurrent counts all land.
+
+    The update takes no lock that ingestion's foreign-key check waits for, so a flood of forged
+    requests does not slow the genuine ones down on this row.
+    """
+    Source.objects.filter(pk=source.pk).update(
+        rejected_count=F("rejected_count") + 1,
+        last_rejected_at=now,
+        last_rejection_reason=reason[:200],
+    )

@@ -1,0 +1,290 @@
+"""Inbound webhooks over HTTP: POST /ingest/<slug> for senders, and /sources to manage them."""
+
+from __future__ import annotations
+
+import re
+
+import django_filters
+from django.conf import settings
+from django.db.models import ProtectedError
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.exceptions import Conflict
+from config.api.filters import StrictBooleanFilter
+from config.api.parsers import parse_json, read_bounded
+from config.api.routing import UUID_PATTERN
+from events.inbound import InboundInvalid, inbound_ingest, inbound_verify
+from events.models import Event, Source
+from events.selectors import active_source
+from events.sources import (
+    InvalidSecret,
+    source_create,
+    source_rotate_secret,
+    source_secret_check,
+    source_update,
+)
+from events.verification import SignatureError
+
+FIELD_PATH_RE = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+
+
+class InvalidSignature(exceptions.APIException):
+    # Not DRF's AuthenticationFailed: with no authentication class DRF would turn that into 403.
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_signature"
+    default_detail = "The request is not signed by this source."
+
+
+ERROR_RESPONSE = inline_serializer(
+    "InboundError",
+    {
+        "error": inline_serializer(
+            "InboundErrorDetail",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(),
+            },
+        )
+    },
+)
+
+
+class InboundAcceptedSerializer(serializers.ModelSerializer):
+    delivery_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "event_type", "created_at", "delivery_count"]
+
+
+class InboundWebhookView(APIView):
+    """A third party's webhook: verified over the raw bytes, stored, answered at once.
+
+    No API key: the signature is the credential, and CSRF does not apply (APIView exempts it).
+    No parser either: the body must be verified before anything reads it as JSON.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = []
+
+    @extend_schema(
+        summary="Receive a third party's webhook",
+        description=(
+            "Point the provider at this URL. The request is verified with the source's scheme "
+            "(`github`: X-Hub-Signature-256; `stripe`: Stripe-Signature; `standard`: "
+            "webhook-id/webhook-timestamp/webhook-signature; `hmac`: X-Signature and "
+            "X-Timestamp), stored as the event `<slug>.<provider type>` and fanned out to "
+            "matching subscribers. The sender's delivery id makes a redelivery return the "
+            "original event with 200."
+        ),
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={
+            202: InboundAcceptedSerializer,
+            200: OpenApiResponse(
+                InboundAcceptedSerializer, description="A redelivery: the original event."
+            ),
+            400: OpenApiResponse(ERROR_RESPONSE, description="Not JSON, or no event type."),
+            401: OpenApiResponse(ERROR_RESPONSE, description="Missing or bad signature."),
+            404: OpenApiResponse(ERROR_RESPONSE, description="No active source with this slug."),
+            413: OpenApiResponse(ERROR_RESPONSE, description="Over HERALD_MAX_PAYLOAD_BYTES."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        source = active_source(slug=slug)
+        if source is None:
+            raise exceptions.NotFound(f"No active source {slug!r}.")
+        body = read_bounded(
+            request.stream,
+            declared=request.META.get("CONTENT_LENGTH"),
+            limit=settings.HERALD_MAX_PAYLOAD_BYTES,
+        )
+        try:
+            inbound_verify(source=source, body=body, headers=request.headers, now=timezone.now())
+        except SignatureError as exc:
+            raise InvalidSignature(exc.reason) from exc
+        payload = parse_json(body)
+        try:
+            ingested = inbound_ingest(source=source, payload=payload, headers=request.headers)
+        except InboundInvalid as exc:
+            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+        ingested.event.delivery_count = ingested.delivery_count
+        return Response(
+            InboundAcceptedSerializer(ingested.event).data,
+            status=status.HTTP_202_ACCEPTED if ingested.created else status.HTTP_200_OK,
+        )
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    ingest_url = serializers.SerializerMethodField(
+        help_text="Give this URL to the provider as the webhook endpoint."
+    )
+
+    class Meta:
+        model = Source
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "scheme",
+            "is_active",
+            "event_type_field",
+            "ingest_url",
+            "previous_secret_expires_at",
+            "rejected_count",
+            "last_rejected_at",
+            "last_rejection_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "previous_secret_expires_at",
+            "rejected_count",
+            "last_rejected_at",
+            "last_rejection_reason",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_ingest_url(self, source: Source) -> str:
+        path = reverse("ingest", args=[source.slug])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def validate_scheme(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.scheme:
+            raise serializers.ValidationError(
+                "Cannot be changed: the secret and the senders belong to the scheme. "
+                "Create a new source instead."
+            )
+        return value
+
+    def validate_event_type_field(self, value: str) -> str:
+        if not FIELD_PATH_RE.fullmatch(value):
+            raise serializers.ValidationError(
+                "A body field name, with dots to reach into objects, e.g. 'event.name'."
+            )
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if self.instance is not None and "secret" in self.initial_data:
+            raise serializers.ValidationError(
+                {"secret": ["Cannot be changed here: POST /sources/{id}/rotate-secret."]}
+            )
+        return attrs
+
+
+class SourceWithSecretSerializer(SourceSerializer):
+    """Creation's input and output: the only response, with rotation's, that shows the secret."""
+
+    secret = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="The provider's signing secret, to paste one (Stripe's whsec_...); generated "
+        "when absent. Returned only here.",
+    )
+
+    class Meta(SourceSerializer.Meta):
+        fields = [*SourceSerializer.Meta.fields, "secret"]
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "secret" in attrs:
+            try:
+                source_secret_check(scheme=attrs["scheme"], secret=attrs["secret"])
+            except InvalidSecret as exc:
+                raise serializers.ValidationError({"secret": [str(exc)]}) from exc
+        return attrs
+
+
+class RotateSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        required=False, max_length=255, help_text="The new secret; generated when absent."
+    )
+    keep_previous = serializers.BooleanField(
+        default=True,
+        help_text="Keep accepting the old secret for HERALD_SOURCE_ROTATION_HOURS while the "
+        "sender switches (true), or stop at once because it leaked (false).",
+    )
+
+
+class SourceFilter(django_filters.FilterSet):
+    is_active = StrictBooleanFilter()
+    scheme = django_filters.ChoiceFilter(choices=Source.Scheme.choices)
+
+    class Meta:
+        model = Source
+        fields = ["is_active", "scheme"]
+
+
+class SourceViewSet(viewsets.ModelViewSet):
+    queryset = Source.objects.all()
+    serializer_class = SourceSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_regex = UUID_PATTERN
+    filterset_class = SourceFilter
+
+    @extend_schema(request=SourceWithSecretSerializer, responses={201: SourceWithSecretSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = SourceWithSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        source = source_create(**serializer.validated_data)
+        return Response(
+            SourceWithSecretSerializer(source, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    def partial_update(self, request: Request, pk=None) -> Response:
+        source = self.get_object()
+        serializer = SourceSerializer(source, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changes = {k: v for k, v in serializer.validated_data.items() if k != "scheme"}
+        source = source_update(source=source, changes=changes)
+        return Response(SourceSerializer(source, context=self.get_serializer_context()).data)
+
+    @extend_schema(responses={204: None, 409: OpenApiResponse(ERROR_RESPONSE)})
+    def destroy(self, request: Request, pk=None) -> Response:
+        source = self.get_object()
+        try:
+            source.delete()
+        except ProtectedError as exc:
+            raise Conflict(
+                "This source has events, and their delivery ids guard against replays: "
+                'deactivate it instead (PATCH {"is_active": false}).'
+            ) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=RotateSecretSerializer, responses={200: SourceWithSecretSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk=None) -> Response:
+        """A new secret (yours, or generated), shown once; the old one lasts the grace period."""
+        source = self.get_object()
+        serializer = RotateSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            source = source_rotate_secret(
+                source=source, now=timezone.now(), **serializer.validated_data
+            )
+        except InvalidSecret as exc:
+            raise serializers.ValidationError({"secret": [str(exc)]}) from exc
+        return Response(
+            SourceWithSecretSerializer(source, context=self.get_serializer_context()).data
+        )
