@@ -61,7 +61,7 @@ def event_create(
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
 ) -> Ingested:
-    """Store one event and its deliveries and queue their jobs, all or nothing."""
+    """Store one event and queue its deliveries, all or nothing."""
     (ingested,) = events_create(
         inputs=[EventInput(event_type, payload, idempotency_key or "")], api_key=api_key
     )
@@ -69,7 +69,7 @@ def event_create(
 
 
 def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None) -> list[Ingested]:
-    """Store events with their deliveries and jobs in one transaction: all of them or none.
+    """Store events with their queued deliveries in one transaction: all of them or none.
 
     An idempotency key already used with the same event returns the original; used with a
     different event it raises IdempotencyConflict and nothing is stored. Requests racing with one
@@ -174,7 +174,7 @@ def _receive(
 
 
 def _publish(new_events: list[Event], *, now: datetime) -> dict[Any, list[Subscriber]]:
-    """Insert new events with their deliveries and jobs, in the caller's transaction."""
+    """Insert new events with their queued deliveries, in the caller's transaction."""
     Event.objects.bulk_create(new_events)
     subscribers = active_subscribers()
     targets = {
