@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
+import time
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -31,16 +34,15 @@ class Deadline:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self.expired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._seconds = seconds
 
     def __enter__(self) -> Deadline:
         _local.deadline = self
-        self._timer.start()
+        self._due = _watchdog.watch(self, time.monotonic() + self._seconds)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._timer.cancel()
+        _watchdog.forget(self._due)
         _local.deadline = None
 
     def watch(self, sock: socket.socket) -> None:
@@ -49,11 +51,62 @@ class Deadline:
                 _shutdown(sock)
             self._sockets.append(sock)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             self.expired = True
             for sock in self._sockets:
                 _shutdown(sock)
+
+
+class _Watchdog:
+    """One thread that expires every deadline of the process, in time order.
+
+    A timer thread per request would cost a thread start for each delivery; this keeps a heap.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._cancelled: set[int] = set()
+        self._counter = itertools.count()
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline, at: float) -> int:
+        key = next(self._counter)
+        with self._wakeup:
+            heapq.heappush(self._heap, (at, key, deadline))
+            if self._thread is None or not self._thread.is_alive():
+                # Started lazily (and again in a forked child, where the thread did not survive).
+                self._thread = threading.Thread(
+                    target=self._run, name="herald-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._heap[0][1] == key:
+                self._wakeup.notify()
+        return key
+
+    def forget(self, key: int) -> None:
+        with self._wakeup:
+            self._cancelled.add(key)
+
+    def _run(self) -> None:
+        with self._wakeup:
+            while True:
+                while self._heap and self._heap[0][1] in self._cancelled:
+                    self._cancelled.discard(heapq.heappop(self._heap)[1])
+                if not self._heap:
+                    self._wakeup.wait()
+                    continue
+                at, _, deadline = self._heap[0]
+                remaining = at - time.monotonic()
+                if remaining > 0:
+                    self._wakeup.wait(remaining)
+                    continue
+                heapq.heappop(self._heap)
+                deadline.expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:
