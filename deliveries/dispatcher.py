@@ -17,7 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 from django.db.models import Min
 from django.utils import timezone
 
@@ -155,10 +161,29 @@ class Dispatcher:
         if not self._unrecorded:
             return
         batch, now = self._unrecorded, timezone.now()
-        outcomes = deliveries_record_outcomes(batch, now=now)
+        try:
+            outcomes = deliveries_record_outcomes(batch, now=now)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: keep the batch and try again (see _guarded)
+        except DatabaseError:
+            # Something in one outcome the database refuses must not block the rest forever.
+            logger.exception(
+                "recording a batch of %s outcomes failed; recording one by one", len(batch)
+            )
+            outcomes = [self._record_alone(sent, now=now) for sent in batch]
         self._unrecorded = []
         for sent, outcome in zip(batch, outcomes, strict=True):
             log_attempt(sent, outcome)
+
+    def _record_alone(self, sent: Sent, *, now: datetime) -> str:
+        try:
+            return deliveries_record_outcomes([sent], now=now)[0]
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError:
+            # Left in flight: when its lease runs out it is reclaimed and attempted again.
+            logger.exception("outcome of delivery_id=%s not recorded", sent.claim.delivery.pk)
+            return "unrecorded"
 
     def _idle_wait(self) -> float:
         """Seconds until the next queued delivery is due, at most one poll interval."""

@@ -128,7 +128,8 @@ def send(
     return SendResult(
         status_code=response.status_code,
         duration_ms=_elapsed_ms(started),
-        response_excerpt=excerpt.decode("utf-8", errors="replace"),
+        # PostgreSQL text cannot hold NUL; a receiver's binary body must not stop us recording it.
+        response_excerpt=excerpt.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         error=error,
         headers=dict(response.headers),
     )

@@ -194,3 +194,17 @@ def test_concurrency_bounds_the_requests_in_flight(make_subscriber, receiver):
     assert arrivals[4] - arrivals[0] >= 0.25
     bodies = [json.loads(r.body)["data"]["n"] for r in receiver.received()]
     assert sorted(bodies) == list(range(12))
+
+
+@pytest.mark.django_db
+def test_a_response_body_with_nul_bytes_is_recorded(make_subscriber, receiver):
+    make_subscriber(endpoint_url=receiver.url())
+    receiver.default("/hook", Reply(body=b"ok\x00\x01binary"))
+    _publish(3)
+
+    _dispatcher().run_until_idle(timeout=30)
+
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+    assert set(DeliveryAttempt.objects.values_list("response_excerpt", flat=True)) == {
+        "ok\ufffd\x01binary"
+    }
