@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, OuterRef, Q, Subquery
 
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
@@ -35,6 +35,14 @@ def _locked(queryset, limit: int | None = None) -> list[Delivery]:
     rows = (
         queryset.select_for_update(skip_locked=True, of=("self",))
         .select_related("event", "subscriber")
+        # Numbers run on across replays (which restart attempt_count), so history reads in order.
+        .annotate(
+            last_attempt_number=Subquery(
+                DeliveryAttempt.objects.filter(delivery=OuterRef("pk"))
+                .order_by("-number")
+                .values("number")[:1]
+            )
+        )
         .order_by("next_attempt_at")
     )
     return list(rows[:limit] if limit else rows)
@@ -105,13 +113,6 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
         rate_slot_at=None,
         updated_at=now,
     )
-    # Numbers run on across replays (which restart attempt_count), so history reads in order.
-    last_numbers = dict(
-        DeliveryAttempt.objects.filter(delivery_id__in=ids)
-        .values("delivery_id")
-        .annotate(last=Max("number"))
-        .values_list("delivery_id", "last")
-    )
     claims = []
     for delivery, probe in sending:
         delivery.status = Delivery.Status.IN_FLIGHT
@@ -120,7 +121,7 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
         request = _request_for(delivery, now=now)
         attempt = DeliveryAttempt(
             delivery=delivery,
-            number=last_numbers.get(delivery.pk, 0) + 1,
+            number=(delivery.last_attempt_number or 0) + 1,
             started_at=now,
             request_headers=request.headers,
         )

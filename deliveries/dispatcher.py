@@ -105,7 +105,8 @@ class Dispatcher:
         """Deliver everything due now and wait for its outcomes; for the shell and tests."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            claimed = self._claim()
+            wanted = self.concurrency - self._in_flight
+            claimed = self._claim(wanted) if wanted else 0
             if not claimed and not self._in_flight and not self._unrecorded:
                 return
             if self._in_flight:
@@ -116,20 +117,20 @@ class Dispatcher:
     def _cycle(self) -> None:
         self._take_all_waiting()
         self._record()
-        claimed = self._claim() if self._in_flight < self.concurrency else 0
-        if claimed and self._in_flight < self.concurrency:
-            return  # there may be more due: claim again before sleeping
+        wanted = self.concurrency - self._in_flight
+        claimed = self._claim(wanted) if wanted else 0
+        # Fewer than wanted means nothing else is due: sleep until a send finishes, new work is
+        # announced, or the next queued delivery comes due. Otherwise every slot is busy.
+        timeout = self._idle_wait() if claimed < wanted else self.poll
         with contextlib.suppress(queue.Empty):
-            self._take(self._inbox.get(timeout=self._idle_wait() if not claimed else self.poll))
+            self._take(self._inbox.get(timeout=timeout))
 
-    def _claim(self) -> int:
+    def _claim(self, wanted: int) -> int:
         now = timezone.now()
         reclaim = time.monotonic() >= self._next_lease_check
         if reclaim:
             self._next_lease_check = time.monotonic() + LEASE_CHECK_INTERVAL
-        claims = deliveries_claim(
-            limit=self.concurrency - self._in_flight, now=now, reclaim_expired=reclaim
-        )
+        claims = deliveries_claim(limit=wanted, now=now, reclaim_expired=reclaim)
         for claim in claims:
             self._in_flight += 1
             self._pool.submit(self._send, claim)
