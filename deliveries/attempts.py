@@ -87,7 +87,7 @@ def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
         event_type=delivery.event.event_type,
         occurred_at=delivery.event.created_at,
         payload=delivery.event.payload,
-        secrets=[delivery.subscriber.secret],
+        secrets=delivery.subscriber.signing_secrets(now),
         now=now,
     )
     delivery.attempt_count += 1

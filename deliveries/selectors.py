@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
 from subscribers.models import Subscriber
@@ -14,8 +15,54 @@ RECENT = timedelta(hours=1)
 RECENT_ATTEMPTS = 500
 
 
+def subscribers_with_recent_deliveries(
+    subscribers: QuerySet[Subscriber], *, now: datetime
+) -> QuerySet[Subscriber]:
+    """Each subscriber with its deliveries of the last hour (delivered / failing) and last success.
+
+    `delivered_last_hour` and `failing_last_hour` (retrying or failed) count the deliveries
+    created in the last hour; `last_success_at` is when the latest one was delivered. Correlated
+    subqueries, computed only for the rows a page shows, each a range of one index
+    ((subscriber, created_at), (subscriber, delivered_at)): cheap however big the table is.
+    """
+    since = now - RECENT
+
+    def recent(*statuses: str) -> Coalesce:
+        counted = (
+            Delivery.objects.filter(
+                subscriber=OuterRef("pk"), created_at__gte=since, status__in=statuses
+            )
+            .order_by()
+            .values("subscriber")
+            .annotate(count=Count("*"))
+            .values("count")
+        )
+        return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+    last_success = (
+        Delivery.objects.filter(subscriber=OuterRef("pk"), delivered_at__isnull=False)
+        .order_by("-delivered_at")
+        .values("delivered_at")[:1]
+    )
+    return subscribers.annotate(
+        delivered_last_hour=recent(Delivery.Status.DELIVERED),
+        failing_last_hour=recent(Delivery.Status.RETRYING, Delivery.Status.FAILED),
+        last_success_at=Subquery(last_success),
+    )
+
+
 def deliveries_list() -> QuerySet[Delivery]:
     return Delivery.objects.all()
+
+
+def deliveries_count_by_status(deliveries: QuerySet[Delivery]) -> dict[str, int]:
+    """How many of these deliveries are in each status (only statuses present), in one query."""
+    return dict(
+        deliveries.order_by()
+        .values("status")
+        .annotate(count=Count("*"))
+        .values_list("status", "count")
+    )
 
 
 def delivery_with_attempts() -> QuerySet[Delivery]:

@@ -69,7 +69,7 @@ def test_replay_action_replays_and_reports(operator_client, history):
         follow=True,
     )
 
-    assert "Replayed 1 dead letter(s); 0 were already resolved." in response.content.decode()
+    assert "Replayed 1 dead letter." in response.content.decode()
     history["letter"].refresh_from_db()
     assert history["letter"].resolution == "replayed"
 
