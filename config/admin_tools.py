@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
@@ -19,12 +20,23 @@ from django.db import connections
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
-# Below this many rows (as estimated) an exact count is cheap enough to just do.
+# An exact count is done when PostgreSQL expects fewer rows than this and a plan cheaper than
+# EXACT_COUNT_MAX_COST (its cost units, about one sequential page read each): a few thousand
+# rows found along an index. A small result that takes a join over millions to find (dead
+# letters of one event type, say) is estimated instead.
 EXACT_COUNT_BELOW = 10_000
+EXACT_COUNT_MAX_COST = 10_000
 
 
-def estimated_count(queryset: QuerySet) -> int | None:
+@dataclass(frozen=True)
+class Estimate:
+    rows: int
+    cost: float
+
+
+def estimated_count(queryset: QuerySet) -> Estimate | None:
     """PostgreSQL's own estimate of the rows `queryset` returns; None on other databases.
 
     Unfiltered: the table's row count as ANALYZE (autovacuum) last measured it, from pg_class.
@@ -41,13 +53,13 @@ def estimated_count(queryset: QuerySet) -> int | None:
             )
             row = cursor.fetchone()
         # -1: never analyzed (a new table); count it exactly.
-        return row[0] if row and row[0] >= 0 else None
-    plan = json.loads(queryset.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
+        return Estimate(rows=row[0], cost=0) if row and row[0] >= 0 else None
+    plan = json.loads(queryset.order_by().explain(format="json"))[0]["Plan"]
+    return Estimate(rows=int(plan["Plan Rows"]), cost=float(plan["Total Cost"]))
 
 
 class EstimatedCountPaginator(Paginator):
-    """Counts exactly only when that is cheap; a big result shows PostgreSQL's estimate.
+    """Counts exactly only when that is cheap; otherwise shows PostgreSQL's estimate.
 
     `count_is_estimate` tells the template (admin/pagination.html) to say "about".
     """
@@ -57,10 +69,12 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         estimate = estimated_count(self.object_list)
-        if estimate is None or estimate < EXACT_COUNT_BELOW:
+        if estimate is None or (
+            estimate.rows < EXACT_COUNT_BELOW and estimate.cost < EXACT_COUNT_MAX_COST
+        ):
             return super().count
         self.count_is_estimate = True
-        return estimate
+        return estimate.rows
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -73,7 +87,14 @@ class BigTableAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    # Facet counts ("Show counts") count every filter choice over the whole result: a scan each.
+    show_facets = admin.ShowFacets.NEVER
     id_search_fields: tuple[str, ...] = ("id",)
+
+    @admin.display(description="id", ordering="pk")
+    def short_id(self, obj: Model) -> str:
+        """The first 8 characters (the full id in the tooltip, on the page, and for search)."""
+        return format_html('<code title="{}">{}</code>', obj.pk, str(obj.pk)[:8])
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str

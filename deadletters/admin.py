@@ -56,7 +56,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(BigTableAdmin):
     list_display = [
-        "id",
+        "short_id",
         "short_reason",
         "last_response",
         "subscriber",

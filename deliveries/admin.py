@@ -51,7 +51,7 @@ class DeliveryAdmin(BigTableAdmin):
     """Deliveries are history; the engine changes them, operators act through actions."""
 
     list_display = [
-        "id",
+        "short_id",
         "event_type",
         "subscriber",
         "status",

@@ -63,7 +63,7 @@ class SourceFilter(admin.RelatedFieldListFilter):
 class EventAdmin(BigTableAdmin):
     """Events are history: visible, never edited."""
 
-    list_display = ["id", "event_type", "created_at", "source", "deliveries"]
+    list_display = ["short_id", "event_type", "created_at", "source", "deliveries"]
     list_filter = [EventTypeFilter, ("api_key", SourceFilter), "created_at"]
     search_fields = ["event_type__exact", "idempotency_key__exact"]
     search_help_text = "An event id (the webhook-id), an exact event type or idempotency key."

@@ -44,16 +44,12 @@ def events_with_delivery_summary() -> QuerySet[Event]:
 def recent_event_types(*, sample: int = RECENT_TYPES_SAMPLE) -> list[str]:
     """The event types among the latest `sample` events, sorted.
 
-    For filter menus: a DISTINCT over the whole table would read every row; the latest events,
-    read backwards along the created_at index, are what an operator is looking at anyway.
+    For filter menus: a DISTINCT over the whole table would read every row. The latest events,
+    read backwards along the created_at index and made distinct here, are what an operator is
+    looking at anyway (and `id IN (latest)` would let the planner scan the table to join them).
     """
-    latest = Event.objects.order_by("-created_at").values("pk")[:sample]
-    return list(
-        Event.objects.filter(pk__in=latest)
-        .order_by("event_type")
-        .values_list("event_type", flat=True)
-        .distinct()
-    )
+    latest = Event.objects.order_by("-created_at").values_list("event_type", flat=True)
+    return sorted(set(latest[:sample]))
 
 
 def event_with_deliveries() -> QuerySet[Event]:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from config.admin_tools import counted, report_action, were
-from deliveries.selectors import subscribers_with_recent_deliveries
+from deliveries.selectors import recent_count_display, subscribers_with_recent_deliveries
 from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.models import Subscriber
 from subscribers.secrets import generate_secret
@@ -125,9 +125,9 @@ class SubscriberAdmin(admin.ModelAdmin):
     def last_hour(self, subscriber: Subscriber) -> str:
         return format_html(
             '{} / <span style="{}">{}</span>',
-            subscriber.delivered_last_hour,
+            recent_count_display(subscriber.delivered_last_hour),
             "color: var(--error-fg); font-weight: bold" if subscriber.failing_last_hour else "",
-            subscriber.failing_last_hour,
+            recent_count_display(subscriber.failing_last_hour),
         )
 
     @admin.display(description="last success", ordering="last_success_at")

@@ -15,7 +15,7 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 
 from deadletters.models import DeadLetter
 from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
-from deliveries.selectors import subscribers_with_recent_deliveries
+from deliveries.selectors import recent_count_display, subscribers_with_recent_deliveries
 from events.models import Event
 from subscribers.models import Subscriber
 
@@ -137,6 +137,10 @@ def subscriber_health(*, now: datetime, limit: int = HEALTH_ROWS) -> list[Subscr
         "consecutive_failures",
         "deactivated_reason",
     )
-    return list(
+    rows = list(
         subscribers_with_recent_deliveries(subscribers, now=now).order_by(trouble, "name")[:limit]
     )
+    for row in rows:
+        row.delivered_display = recent_count_display(row.delivered_last_hour)
+        row.failing_display = recent_count_display(row.failing_last_hour)
+    return rows

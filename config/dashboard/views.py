@@ -44,6 +44,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             **admin.site.each_context(request),
             "title": "Dashboard",
+            "is_nav_sidebar_enabled": False,  # the page needs the width
             **_live_context(request),
             "refresh_ms": int(settings.HERALD_DASHBOARD_REFRESH_SECONDS * 1000),
             "can_run_demo": _can_run_demo(request),

@@ -108,14 +108,26 @@ def test_big_changelist_shows_an_estimate_instead_of_counting(operator_client, m
 
 
 @on_postgresql
+def test_a_small_result_that_is_costly_to_find_is_estimated(operator_client, monkeypatch):
+    _grow(subscribers=3, events=10)
+    monkeypatch.setattr(admin_tools, "EXACT_COUNT_MAX_COST", 0)
+
+    response = operator_client.get(
+        reverse("admin:deadletters_deadletter_changelist"), {"event_type": "order.t1"}
+    )
+
+    assert response.context["cl"].paginator.count_is_estimate
+
+
+@on_postgresql
 def test_estimates_follow_the_filter(monkeypatch):
     _grow(subscribers=3, events=10)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE deliveries_delivery")
 
-    everything = admin_tools.estimated_count(Delivery.objects.all())
-    failed = admin_tools.estimated_count(Delivery.objects.filter(status="failed"))
-    pending = admin_tools.estimated_count(Delivery.objects.filter(status="pending"))
+    everything = admin_tools.estimated_count(Delivery.objects.all()).rows
+    failed = admin_tools.estimated_count(Delivery.objects.filter(status="failed")).rows
+    pending = admin_tools.estimated_count(Delivery.objects.filter(status="pending")).rows
 
     assert everything == 30
     assert failed >= 20 and pending <= 2  # the planner's estimates, from the statistics
@@ -128,3 +140,12 @@ def test_small_results_are_counted_exactly(operator_client):
 
     assert not response.context["cl"].paginator.count_is_estimate
     assert response.context["cl"].result_count == 3
+
+
+def test_big_tables_offer_no_facet_counts(operator_client):
+    response = operator_client.get(
+        reverse("admin:deliveries_delivery_changelist"), {"_facets": "1"}
+    )
+
+    assert "Show counts" not in response.content.decode()
+    assert not response.context["cl"].add_facets
