@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
+from deliveries import selectors
 from deliveries.models import Delivery
 from events.services import event_create
 from subscribers.models import Subscriber
@@ -187,3 +188,17 @@ def test_filters_and_search(operator_client, make_subscriber):
 
     assert [s.name for s in by_circuit.context["cl"].result_list] == ["shipping"]
     assert [s.name for s in by_name.context["cl"].result_list] == ["billing"]
+
+
+def test_last_hour_counts_stop_at_a_cap(operator_client, make_subscriber, monkeypatch):
+    monkeypatch.setattr(selectors, "RECENT_COUNT_CAP", 2)
+    make_subscriber()
+    for n in range(3):
+        event_create(event_type="order.created", payload={"n": n})
+    Delivery.objects.update(status="delivered", delivered_at=timezone.now())
+
+    response = operator_client.get(CHANGELIST)
+
+    (row,) = response.context["cl"].result_list
+    assert row.delivered_last_hour == 3  # counted up to the cap + 1, so "more" is known
+    assert "2+ / " in response.content.decode()
