@@ -18,7 +18,7 @@ from subscribers.urls_safety import UnsafeEndpoint
 DEMO_EVENTS = 30
 
 
-def _live_context(request: HttpRequest) -> dict:
+def _live_context() -> dict:
     now = timezone.now()
     return {
         "now": now,
@@ -45,7 +45,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             **admin.site.each_context(request),
             "title": "Dashboard",
             "is_nav_sidebar_enabled": False,  # the page needs the width
-            **_live_context(request),
+            **_live_context(),
             "refresh_ms": int(settings.HERALD_DASHBOARD_REFRESH_SECONDS * 1000),
             "can_run_demo": _can_run_demo(request),
             "demo_receiver_url": settings.HERALD_DEMO_RECEIVER_URL,
@@ -57,7 +57,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 def dashboard_live(request: HttpRequest) -> HttpResponse:
     """The cards, feed and health table alone, for the page to swap in without reloading."""
-    return render(request, "dashboard/_live.html", _live_context(request))
+    return render(request, "dashboard/_live.html", _live_context())
 
 
 @staff_member_required

@@ -120,7 +120,7 @@ def test_dashboard_renders_cards_feed_health_and_links(staff_client, traffic):
         "open_circuits",
     ]:
         assert f'data-card="{card}"' in html
-    assert "75.0%" in html and "20 / 1000" in html
+    assert "75.0%" in html and "20 / 1000" in html and "ms per request" in html
     assert reverse("admin:deadletters_deadletter_changelist") + "?state=unresolved" in html
     assert reverse("admin:deliveries_delivery_change", args=[traffic["deliveries"][0].pk]) in html
     assert reverse("admin:subscribers_subscriber_change", args=[traffic["healthy"].pk]) in html
