@@ -28,6 +28,8 @@ def subscribers_with_recent_deliveries(
     created in the last hour, up to RECENT_COUNT_CAP + 1 (see `recent_count_display`);
     `last_success_at` is when the latest one was delivered. Correlated subqueries, computed only
     for the rows a page shows, each a bounded range of one index: cheap however big the table is.
+    The counts name the subscribers table in raw SQL: use the result as the outer query (a list,
+    a page), not inside another query's filter.
     """
     since = now - RECENT
     last_success = (

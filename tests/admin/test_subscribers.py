@@ -202,3 +202,15 @@ def test_last_hour_counts_stop_at_a_cap(operator_client, make_subscriber, monkey
     (row,) = response.context["cl"].result_list
     assert row.delivered_last_hour == 3  # counted up to the cap + 1, so "more" is known
     assert "2+ / " in response.content.decode()
+
+
+def test_delete_selected_still_works_on_the_annotated_list(operator_client, make_subscriber):
+    subscriber = make_subscriber()
+    event_create(event_type="order.created", payload={})
+
+    response = run_action(
+        operator_client, "subscribers.subscriber", "delete_selected", [subscriber], post="yes"
+    )
+
+    assert response.status_code == 200
+    assert not Subscriber.objects.exists() and not Delivery.objects.exists()
