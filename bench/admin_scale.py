@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,6 +47,8 @@ def main() -> int:
     os.environ["DATABASE_URL"] = args.database_url
     os.environ["ALLOWED_HOSTS"] = "testserver"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # whitenoise looks for collected static files, which a measurement never needs.
+    warnings.filterwarnings("ignore", message="No directory at")
     import django
 
     django.setup()
