@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_RECEIVER_PORT ?= 9000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate bench clean
+.PHONY: run demo test lint migrate bench screenshots clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -24,10 +24,17 @@ run: migrate
 	@echo "  API        http://127.0.0.1:$(PORT)/api/v1/   (key: $(BIN)/python manage.py create_api_key NAME)"
 	@echo "  API docs   http://127.0.0.1:$(PORT)/api/docs/"
 	@echo "  Admin      http://127.0.0.1:$(PORT)/admin/    (user: $(BIN)/python manage.py createsuperuser)"
+	@echo "  Dashboard  http://127.0.0.1:$(PORT)/dashboard/"
 	@echo "  Receiver   http://127.0.0.1:$(DEMO_RECEIVER_PORT)/ (demo, verifies signatures)"
+	@echo "  Demo       make demo   (in another terminal: demo subscribers and a burst of events)"
 	@echo ""
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) DEMO_RECEIVER_PORT=$(DEMO_RECEIVER_PORT) \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile.dev start --port $(PORT)
+
+# Demo subscribers (healthy, flaky, dead) at the demo receiver `make run` starts, and 30 events.
+demo: migrate
+	DEBUG=$${DEBUG:-true} DEMO_RECEIVER_PORT=$(DEMO_RECEIVER_PORT) PORT=$(PORT) \
+		$(BIN)/python manage.py demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,6 +43,10 @@ test: $(STAMP)
 # e.g. make bench BENCH_ARGS="--short" or BENCH_ARGS="--only burst,fanout".
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The README's screenshots, taken by the browser tests from the pages they drive.
+screenshots: $(STAMP)
+	HERALD_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:logging tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

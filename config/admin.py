@@ -7,6 +7,9 @@ from django.utils import timezone
 from config.apikeys import api_key_issue, api_keys_revoke
 from config.models import ApiKey
 
+# Herald has no public site: the header links to the dashboard instead (admin/base_site.html).
+admin.site.site_url = None
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -194,6 +195,18 @@ HERALD_BREAKER_COOLDOWN = env.float("HERALD_BREAKER_COOLDOWN", default=30.0)
 HERALD_BREAKER_MAX_COOLDOWN = env.float("HERALD_BREAKER_MAX_COOLDOWN", default=3600.0)
 # Requests per second for subscribers without their own limit; unset means unlimited.
 HERALD_DEFAULT_RATE_LIMIT = env.float("HERALD_DEFAULT_RATE_LIMIT", default=None)
+# Hours a rotated-out signing secret keeps signing beside the new one (0: stops at once).
+HERALD_SECRET_ROTATION_HOURS = env.float("HERALD_SECRET_ROTATION_HOURS", default=24.0)
+# Seconds between refreshes of the operators' dashboard.
+HERALD_DASHBOARD_REFRESH_SECONDS = env.float("HERALD_DASHBOARD_REFRESH_SECONDS", default=3.0)
+# The demo receiver (`manage.py demo_receiver`, started by `make run`) and the secret the demo
+# subscribers sign with. Unset, the secret is derived from SECRET_KEY, so `demo` and
+# `demo_receiver` agree without configuration and no secret is published in the code.
+HERALD_DEMO_RECEIVER_URL = env.str(
+    "HERALD_DEMO_RECEIVER_URL",
+    default=f"http://127.0.0.1:{env.int('DEMO_RECEIVER_PORT', default=9000)}",
+)
+HERALD_DEMO_SECRET = env.str("HERALD_DEMO_SECRET", default="")
 # Worker processes per qcluster; each runs a delivery dispatcher (see deliveries/dispatcher.py).
 HERALD_WORKERS = env.int("HERALD_WORKERS", default=2)
 # Requests each worker process keeps in flight at once (one keep-alive session per sender thread).

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from config.api.exceptions import json_not_found
 from config.api.health import health
+from config.dashboard.views import dashboard, dashboard_demo, dashboard_live
 from deadletters.api import DeadLetterViewSet
 from deliveries.api import DeliveryViewSet, SubscriberHealthView
 from events.api import EventViewSet
@@ -33,6 +34,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard, name="dashboard"),
+    path("dashboard/live/", dashboard_live, name="dashboard-live"),
+    path("dashboard/demo/", dashboard_demo, name="dashboard-demo"),
     # Anything else under /api/ (a malformed id, a typo) is a JSON 404, in DEBUG too, and for any
     # method: API clients carry no CSRF token, so a POST must not meet Django's 403 page instead.
     re_path(r"^api/", csrf_exempt(json_not_found)),

@@ -31,6 +31,8 @@ class DeadLetter(models.Model):
                 name="deadletter_unresolved_idx",
             ),
             models.Index(fields=["-created_at"], name="deadletter_created_idx"),
+            # The admin's "replayed" / "resolved" filters, newest first.
+            models.Index(fields=["resolution", "-created_at"], name="deadletter_resolution_idx"),
         ]
         constraints = [
             # A delivery is dead at most once at a time; replay resolves the letter before

@@ -13,6 +13,18 @@ def dead_letters_list() -> QuerySet[DeadLetter]:
     return DeadLetter.objects.select_related("delivery", "delivery__event")
 
 
+def dead_letter_event_types(*, sample: int = 1_000) -> list[str]:
+    """The event types of the latest `sample` dead letters, sorted (for the admin's filter).
+
+    Read backwards along the created_at index and made distinct here: a DISTINCT in SQL would
+    read every dead letter.
+    """
+    latest = DeadLetter.objects.order_by("-created_at").values_list(
+        "delivery__event__event_type", flat=True
+    )
+    return sorted(set(latest[:sample]))
+
+
 def dead_letters_matching(
     *,
     ids: list[str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 class Outcome:
     done: int  # dead letters acted on
     skipped: int  # already resolved (or being handled by someone else right now)
+    ids: tuple[UUID, ...] = ()  # those acted on, for the admin's log
 
 
 @transaction.atomic
@@ -45,14 +47,19 @@ def dead_letters_replay(*, dead_letters: QuerySet[DeadLetter], now: datetime) ->
     )
     if letter_ids:
         logger.info("dead letters replayed count=%s", len(letter_ids))
-    return Outcome(done=len(letter_ids), skipped=selected - len(letter_ids))
+    return Outcome(done=len(letter_ids), skipped=selected - len(letter_ids), ids=tuple(letter_ids))
 
 
 @transaction.atomic
 def dead_letters_resolve(*, dead_letters: QuerySet[DeadLetter], now: datetime) -> Outcome:
     """Mark dead letters as handled without sending anything (the operator dealt with them)."""
     selected = dead_letters.count()
-    resolved = dead_letters.filter(resolved_at=None).update(
+    letter_ids = list(
+        dead_letters.select_for_update(skip_locked=True, of=("self",))
+        .filter(resolved_at=None)
+        .values_list("pk", flat=True)
+    )
+    DeadLetter.objects.filter(pk__in=letter_ids).update(
         resolved_at=now, resolution=DeadLetter.Resolution.RESOLVED
     )
-    return Outcome(done=resolved, skipped=selected - resolved)
+    return Outcome(done=len(letter_ids), skipped=selected - len(letter_ids), ids=tuple(letter_ids))

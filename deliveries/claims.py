@@ -137,7 +137,7 @@ def _request_for(delivery: Delivery, *, now: datetime) -> WebhookRequest:
         event_type=delivery.event.event_type,
         occurred_at=delivery.event.created_at,
         payload=delivery.event.payload,
-        secrets=[delivery.subscriber.secret],
+        secrets=delivery.subscriber.signing_secrets(now),
         now=now,
     )
 

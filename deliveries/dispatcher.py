@@ -28,7 +28,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from deliveries import policy
-from deliveries.claims import Claim, deliveries_claim
+from deliveries.claims import Claim, deliveries_claim, ready_due
 from deliveries.models import DUE_STATUSES, Delivery
 from deliveries.outcomes import Sent, deliveries_record_outcomes
 from deliveries.sender import SendResult, Timeouts, send
@@ -107,7 +107,10 @@ class Dispatcher:
         while time.monotonic() < deadline:
             wanted = self.concurrency - self._in_flight
             claimed = self._claim(wanted) if wanted else 0
-            if not claimed and not self._in_flight and not self._unrecorded:
+            idle = not claimed and not self._in_flight and not self._unrecorded
+            # A claim can come back empty while work is due: it set aside what it took (held,
+            # or postponed by a rate limit), so look again until nothing due is left.
+            if idle and not ready_due(timezone.now()).exists():
                 return
             if self._in_flight:
                 self._take(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))

@@ -62,6 +62,14 @@ class Delivery(models.Model):
             models.Index(fields=["subscriber", "-created_at"], name="delivery_subscriber_idx"),
             models.Index(fields=["status", "-created_at"], name="delivery_status_idx"),
             models.Index(fields=["-created_at"], name="delivery_created_idx"),
+            # A subscriber's last success, for the operators' console: one entry per delivered
+            # delivery, added by the UPDATE that marks it delivered (which touches the status
+            # index anyway), and a one-row lookup however many failures came after it.
+            models.Index(
+                fields=["subscriber", "-delivered_at"],
+                condition=models.Q(delivered_at__isnull=False),
+                name="delivery_last_success_idx",
+            ),
         ]
 
     def __str__(self) -> str:

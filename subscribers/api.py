@@ -16,7 +16,11 @@ from config.api.routing import UUID_PATTERN
 from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.matching import is_valid_pattern
 from subscribers.models import Subscriber
-from subscribers.services import subscriber_create, subscriber_update
+from subscribers.services import (
+    subscriber_create,
+    subscriber_update,
+    subscribers_rotate_secret,
+)
 from subscribers.urls_safety import UnsafeEndpoint, check_endpoint_url
 
 MAX_PATTERNS = 100
@@ -44,6 +48,7 @@ class SubscriberSerializer(serializers.ModelSerializer):
             "is_active",
             "deactivated_reason",
             "circuit_state",
+            "previous_secret_expires_at",
             "created_at",
             "updated_at",
         ]
@@ -51,6 +56,7 @@ class SubscriberSerializer(serializers.ModelSerializer):
             "id",
             "deactivated_reason",
             "circuit_state",
+            "previous_secret_expires_at",
             "created_at",
             "updated_at",
         ]
@@ -73,7 +79,7 @@ class SubscriberSerializer(serializers.ModelSerializer):
 
 
 class SubscriberCreatedSerializer(SubscriberSerializer):
-    """The only response that carries the signing secret: it is shown once, on creation."""
+    """The only responses that carry the signing secret: creation and rotation."""
 
     class Meta(SubscriberSerializer.Meta):
         fields = [*SubscriberSerializer.Meta.fields, "secret"]
@@ -143,3 +149,18 @@ class SubscriberViewSet(viewsets.ModelViewSet):
         circuits_reset(subscribers=Subscriber.objects.filter(pk=subscriber.pk), now=timezone.now())
         subscriber.refresh_from_db()
         return Response(SubscriberSerializer(subscriber).data)
+
+    @extend_schema(request=None, responses={200: SubscriberCreatedSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk=None) -> Response:
+        """Give the subscriber a new signing secret, returned here and nowhere else.
+
+        Until `previous_secret_expires_at` (HERALD_SECRET_ROTATION_HOURS from now) every request
+        carries two signatures, one per secret, so the receiver may switch at any time.
+        """
+        subscriber = self.get_object()
+        subscribers_rotate_secret(
+            subscribers=Subscriber.objects.filter(pk=subscriber.pk), now=timezone.now()
+        )
+        subscriber.refresh_from_db()
+        return Response(SubscriberCreatedSerializer(subscriber).data)

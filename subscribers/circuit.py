@@ -131,9 +131,14 @@ def circuit_claim_probe(*, subscriber_id: UUID, now: datetime, breaker: BreakerS
 
 
 @transaction.atomic
-def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: datetime) -> int:
-    """Open by hand: hold every delivery, send no probes, until an operator resets it."""
-    return subscribers.update(
+def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: datetime) -> list[UUID]:
+    """Open by hand: hold every delivery, send no probes, until an operator resets it.
+
+    Returns the ids of the subscribers whose circuit this opened by hand (all of them: opening
+    again replaces the reason).
+    """
+    ids = list(subscribers.select_for_update().values_list("pk", flat=True))
+    Subscriber.objects.filter(pk__in=ids).update(
         circuit_state=Circuit.OPEN,
         circuit_manual=True,
         circuit_opened_at=now,
@@ -141,11 +146,15 @@ def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: dateti
         circuit_reason=reason[:500],
         updated_at=now,
     )
+    return ids
 
 
 @transaction.atomic
-def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
-    """Close the circuits and send what they held now (at each subscriber's rate limit)."""
+def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> list[UUID]:
+    """Close the circuits and send what they held now (at each subscriber's rate limit).
+
+    Returns the ids of those this call reset (the others were closed with no failures counted).
+    """
     ids = list(
         subscribers.select_for_update()
         .filter(~Q(circuit_state=Circuit.CLOSED) | Q(consecutive_failures__gt=0))
@@ -162,7 +171,7 @@ def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
         updated_at=now,
     )
     release_held(ids)
-    return len(ids)
+    return ids
 
 
 def release_held(subscriber_ids: list[UUID]) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import models
 
@@ -24,6 +25,10 @@ class Subscriber(models.Model):
     event_types = models.JSONField(default=list)
     # Standard Webhooks secret, "whsec_" + base64 of 24 random bytes.
     secret = models.CharField(max_length=100)
+    # After a rotation the old secret keeps signing beside the new one until it expires, so a
+    # receiver can switch secrets at its own pace without rejecting a single request.
+    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     rate_limit_per_second = models.FloatField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     deactivated_reason = models.CharField(max_length=500, blank=True)
@@ -68,3 +73,14 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets each request is signed with: the current one, and during a rotation the
+        previous one too (Standard Webhooks allows several signatures in one header)."""
+        if (
+            self.previous_secret
+            and self.previous_secret_expires_at
+            and now < (self.previous_secret_expires_at)
+        ):
+            return [self.secret, self.previous_secret]
+        return [self.secret]

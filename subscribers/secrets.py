@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
+
+from django.conf import settings
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
@@ -21,3 +25,19 @@ def is_valid_secret(value: str) -> bool:
     except ValueError:
         return False
     return 24 <= len(decoded) <= 64
+
+
+def demo_secret() -> str:
+    """The signing secret of the demo subscribers, which the demo receiver verifies with.
+
+    HERALD_DEMO_SECRET if set; otherwise derived from SECRET_KEY, so `manage.py demo` and
+    `manage.py demo_receiver` agree with no configuration (they share the settings), the receiver
+    needs no access to Herald's database, and no secret is written in the code for anyone to use.
+    It is only ever given to the demo subscribers.
+    """
+    if settings.HERALD_DEMO_SECRET:
+        return settings.HERALD_DEMO_SECRET
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), b"herald demo webhook secret", hashlib.sha256
+    ).digest()
+    return SECRET_PREFIX + base64.b64encode(digest[:SECRET_BYTES]).decode()

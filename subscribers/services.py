@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -58,22 +60,62 @@ def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Sub
     return subscriber
 
 
-def subscribers_pause(*, subscribers: QuerySet[Subscriber], reason: str, now: datetime) -> int:
-    """Stop sending to these subscribers; their deliveries wait, spending no attempts."""
-    return subscribers.filter(is_active=True).update(
+@transaction.atomic
+def subscribers_pause(
+    *, subscribers: QuerySet[Subscriber], reason: str, now: datetime
+) -> list[UUID]:
+    """Stop sending to these subscribers; their deliveries wait, spending no attempts.
+
+    Returns the ids of those this call paused (the others were paused already).
+    """
+    ids = list(subscribers.select_for_update().filter(is_active=True).values_list("pk", flat=True))
+    Subscriber.objects.filter(pk__in=ids).update(
         is_active=False, deactivated_reason=reason[:500], deactivated_at=now, updated_at=now
     )
+    return ids
 
 
 @transaction.atomic
-def subscribers_resume(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
-    """Send again, starting with the deliveries held while they were paused."""
-    ids = list(subscribers.filter(is_active=False).values_list("pk", flat=True))
+def subscribers_resume(*, subscribers: QuerySet[Subscriber], now: datetime) -> list[UUID]:
+    """Send again, starting with the deliveries held while they were paused.
+
+    Returns the ids of those this call resumed (the others were active already).
+    """
+    ids = list(subscribers.select_for_update().filter(is_active=False).values_list("pk", flat=True))
     Subscriber.objects.filter(pk__in=ids).update(
         is_active=True, deactivated_reason="", deactivated_at=None, updated_at=now
     )
     release_held(ids)
-    return len(ids)
+    return ids
+
+
+@transaction.atomic
+def subscribers_rotate_secret(
+    *, subscribers: QuerySet[Subscriber], now: datetime
+) -> dict[UUID, str]:
+    """Give each subscriber a new signing secret; returns the new secret of each, by id.
+
+    The old secret keeps signing beside the new one for HERALD_SECRET_ROTATION_HOURS, so the
+    receiver can switch secrets at its own pace: every request verifies with either. A second
+    rotation within that window retires the oldest secret at once: only two ever sign.
+    """
+    expires_at = now + timedelta(hours=settings.HERALD_SECRET_ROTATION_HOURS)
+    rotated = list(subscribers.select_for_update().only("pk", "secret"))
+    for subscriber in rotated:
+        subscriber.previous_secret = subscriber.secret
+        subscriber.previous_secret_expires_at = expires_at
+        subscriber.secret = generate_secret()
+        subscriber.updated_at = now
+    Subscriber.objects.bulk_update(
+        rotated, ["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    if rotated:
+        logger.info(
+            "signing secrets rotated subscriber_ids=%s previous_valid_until=%s",
+            ",".join(str(subscriber.pk) for subscriber in rotated),
+            expires_at.isoformat(),
+        )
+    return {subscriber.pk: subscriber.secret for subscriber in rotated}
 
 
 def subscriber_back_off(*, subscriber_id: Any, until: datetime) -> None:

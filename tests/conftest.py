@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.apikeys import IssuedKey, api_key_create
+from deadletters.models import DeadLetter
+from deliveries.models import Delivery
+from events.services import event_create
 from subscribers.services import subscriber_create
 from tests.receiver import Receiver
 
@@ -37,6 +41,35 @@ def make_subscriber(db):
         }
         fields.update(overrides)
         return subscriber_create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def make_dead_letter(make_subscriber):
+    """A failed delivery to a new subscriber, with its open dead letter."""
+
+    def make(*, subscriber=None, event_type="order.created", resolved=False) -> DeadLetter:
+        subscriber = subscriber or make_subscriber(event_types=["*"])
+        event = event_create(event_type=event_type, payload={"order_id": 7}).event
+        delivery = Delivery.objects.get(event=event, subscriber=subscriber)
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.FAILED,
+            attempt_count=12,
+            next_attempt_at=None,
+            enqueued_at=None,
+            last_status_code=503,
+            last_error="HTTP 503",
+        )
+        letter = DeadLetter.objects.create(
+            delivery=delivery, reason="all 12 attempts failed; last: HTTP 503", last_status_code=503
+        )
+        if resolved:
+            DeadLetter.objects.filter(pk=letter.pk).update(
+                resolved_at=timezone.now(), resolution=DeadLetter.Resolution.RESOLVED
+            )
+            letter.refresh_from_db()
+        return letter
 
     return make
 

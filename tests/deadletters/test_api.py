@@ -5,43 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.utils import timezone
 
 from deadletters.models import DeadLetter
 from deliveries.models import Delivery
-from events.services import event_create
 from tests.queue import queued
 
 URL = "/api/v1/dead-letters"
-
-
-@pytest.fixture
-def make_dead_letter(make_subscriber):
-    """A failed delivery to a new subscriber, with its open dead letter."""
-
-    def make(*, subscriber=None, event_type="order.created", resolved=False) -> DeadLetter:
-        subscriber = subscriber or make_subscriber(event_types=["*"])
-        event = event_create(event_type=event_type, payload={"order_id": 7}).event
-        delivery = Delivery.objects.get(event=event, subscriber=subscriber)
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=Delivery.Status.FAILED,
-            attempt_count=12,
-            next_attempt_at=None,
-            enqueued_at=None,
-            last_status_code=503,
-            last_error="HTTP 503",
-        )
-        letter = DeadLetter.objects.create(
-            delivery=delivery, reason="all 12 attempts failed; last: HTTP 503", last_status_code=503
-        )
-        if resolved:
-            DeadLetter.objects.filter(pk=letter.pk).update(
-                resolved_at=timezone.now(), resolution=DeadLetter.Resolution.RESOLVED
-            )
-            letter.refresh_from_db()
-        return letter
-
-    return make
 
 
 def _ids(response) -> list[str]:

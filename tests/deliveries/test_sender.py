@@ -141,3 +141,14 @@ def test_refused_connection_is_an_error_not_an_exception(receiver):
 
     assert result.status_code is None
     assert result.error.startswith("connection error")
+
+
+def test_during_a_rotation_each_secret_verifies_the_same_request():
+    old, new = generate_secret(), generate_secret()
+    request = _request("http://127.0.0.1/hook", [new, old])
+
+    signatures = request.headers["webhook-signature"].split(" ")
+
+    assert len(signatures) == 2 and all(sig.startswith("v1,") for sig in signatures)
+    for secret in (old, new):
+        assert Webhook(secret).verify(request.body, request.headers)["data"]["order_id"] == 42

@@ -136,7 +136,8 @@ def test_circuit_opened_by_hand_sends_no_probe_until_reset(make_subscriber):
     assert not circuit_claim_probe(
         subscriber_id=subscriber.pk, now=now + timedelta(days=1), breaker=BREAKER
     )
-    assert circuits_reset(subscribers=Subscriber.objects.filter(pk=subscriber.pk), now=now) == 1
+    reset = circuits_reset(subscribers=Subscriber.objects.filter(pk=subscriber.pk), now=now)
+    assert reset == [subscriber.pk]
     assert _state(subscriber).circuit_state == Circuit.CLOSED
     (job,) = OrmQ.objects.all()
     package = SignedPackage.loads(job.payload)

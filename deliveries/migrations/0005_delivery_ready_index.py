@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliveries', '0003_receiver_protection'),
+        ('deliveries', '0004_delivery_last_success_idx'),
         ('events', '0002_event_created_at_default'),
         ('subscribers', '0002_receiver_protection'),
     ]

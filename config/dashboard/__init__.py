@@ -1,0 +1,1 @@
+"""The operators' dashboard at /dashboard/: the system at a glance, refreshed live."""
