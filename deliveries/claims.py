@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 
 from deliveries import policy
@@ -30,10 +30,53 @@ class Claim:
     probe: bool = False  # the one delivery testing an open circuit
 
 
-def _locked(queryset, limit: int | None = None) -> list[Delivery]:
-    """Rows no other worker holds, locked until the claim commits; busy rows are skipped."""
-    rows = (
-        queryset.select_for_update(skip_locked=True, of=("self",))
+def _lock(condition: str, order_by: str, params: list, limit: int) -> list:
+    """Ids of up to `limit` matching deliveries no other worker holds, locked until commit.
+
+    Hand-written because it runs on every dispatcher cycle, mostly finding nothing: compiling
+    the equivalent ORM query cost more CPU than the database spent answering it.
+    """
+    quote = connection.ops.quote_name
+    lock = (
+        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    )
+    sql = (
+        f"SELECT {quote('id')} FROM {quote(Delivery._meta.db_table)} WHERE {condition} "
+        f"ORDER BY {quote(order_by)} LIMIT %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _lock_ready_due(now: datetime, limit: int) -> list:
+    """Queued deliveries whose time has come (the `delivery_ready_idx` scan), oldest first."""
+    quote = connection.ops.quote_name
+    condition = (
+        f"{quote('status')} IN (%s, %s) AND {quote('enqueued_at')} IS NOT NULL "
+        f"AND {quote('next_attempt_at')} <= %s"
+    )
+    return _lock(condition, "next_attempt_at", [*DUE_STATUSES, _db_time(now)], limit)
+
+
+def _lock_lease_expired(now: datetime, limit: int) -> list:
+    """Deliveries in flight whose worker has not reported back within its lease."""
+    quote = connection.ops.quote_name
+    condition = f"{quote('status')} = %s AND {quote('lease_until')} < %s"
+    return _lock(condition, "lease_until", [Delivery.Status.IN_FLIGHT, _db_time(now)], limit)
+
+
+def _db_time(moment: datetime):
+    """A datetime as the backend stores it (SQLite keeps naive UTC text)."""
+    return Delivery._meta.get_field("next_attempt_at").get_db_prep_value(moment, connection)
+
+
+def _load(ids: list) -> list[Delivery]:
+    """The locked deliveries with what sending them needs, oldest due first."""
+    if not ids:
+        return []
+    return list(
+        Delivery.objects.filter(pk__in=ids)
         .select_related("event", "subscriber")
         # Numbers run on across replays (which restart attempt_count), so history reads in order.
         .annotate(
@@ -45,27 +88,22 @@ def _locked(queryset, limit: int | None = None) -> list[Delivery]:
         )
         .order_by("next_attempt_at")
     )
-    return list(rows[:limit] if limit else rows)
 
 
 def ready_due(now: datetime):
-    """Deliveries queued for dispatch whose time has come (the `delivery_ready_idx` scan)."""
+    """Deliveries queued for dispatch whose time has come."""
     return Delivery.objects.filter(
         status__in=DUE_STATUSES, enqueued_at__isnull=False, next_attempt_at__lte=now
     )
 
 
-def lease_expired(now: datetime):
-    return Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, lease_until__lt=now)
-
-
 @transaction.atomic
 def deliveries_claim(*, limit: int, now: datetime, reclaim_expired: bool = True) -> list[Claim]:
     """Claim up to `limit` due deliveries, oldest first, then ones whose worker died."""
-    rows = _locked(ready_due(now), limit)
-    if reclaim_expired and len(rows) < limit:
-        rows += _locked(lease_expired(now), limit - len(rows))
-    return _claim_rows(rows, now=now)
+    ids = _lock_ready_due(now, limit)
+    if reclaim_expired and len(ids) < limit:
+        ids += _lock_lease_expired(now, limit - len(ids))
+    return _claim_rows(_load(ids), now=now)
 
 
 @transaction.atomic
@@ -74,7 +112,12 @@ def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
     due = Q(status__in=DUE_STATUSES, next_attempt_at__lte=now) | Q(
         status=Delivery.Status.IN_FLIGHT, lease_until__lt=now
     )
-    claims = _claim_rows(_locked(Delivery.objects.filter(due, pk=delivery_id)), now=now)
+    ids = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(due, pk=delivery_id)
+        .values_list("pk", flat=True)
+    )
+    claims = _claim_rows(_load(ids), now=now)
     return claims[0] if claims else None
 
 
