@@ -90,13 +90,6 @@ def _load(ids: list) -> list[Delivery]:
     )
 
 
-def ready_due(now: datetime):
-    """Deliveries queued for dispatch whose time has come."""
-    return Delivery.objects.filter(
-        status__in=DUE_STATUSES, enqueued_at__isnull=False, next_attempt_at__lte=now
-    )
-
-
 @transaction.atomic
 def deliveries_claim(*, limit: int, now: datetime, reclaim_expired: bool = True) -> list[Claim]:
     """Claim up to `limit` due deliveries, oldest first, then ones whose worker died."""

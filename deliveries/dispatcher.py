@@ -28,9 +28,9 @@ from django.db.models import Min
 from django.utils import timezone
 
 from deliveries import policy
-from deliveries.claims import Claim, deliveries_claim, ready_due
-from deliveries.models import DUE_STATUSES, Delivery
+from deliveries.claims import Claim, deliveries_claim
 from deliveries.outcomes import Sent, deliveries_record_outcomes
+from deliveries.selectors import queued
 from deliveries.sender import SendResult, Timeouts, send
 from deliveries.wakeup import Listener, notifications_supported
 
@@ -110,7 +110,7 @@ class Dispatcher:
             idle = not claimed and not self._in_flight and not self._unrecorded
             # A claim can come back empty while work is due: it set aside what it took (held,
             # or postponed by a rate limit), so look again until nothing due is left.
-            if idle and not ready_due(timezone.now()).exists():
+            if idle and not queued(timezone.now()).exists():
                 return
             if self._in_flight:
                 self._take(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
@@ -191,9 +191,7 @@ class Dispatcher:
 
     def _idle_wait(self) -> float:
         """Seconds until the next queued delivery is due, at most one poll interval."""
-        next_due: datetime | None = Delivery.objects.filter(
-            status__in=DUE_STATUSES, enqueued_at__isnull=False
-        ).aggregate(first=Min("next_attempt_at"))["first"]
+        next_due: datetime | None = queued().aggregate(first=Min("next_attempt_at"))["first"]
         if next_due is None:
             return self.poll
         return min(self.poll, max(MIN_WAIT, (next_due - timezone.now()).total_seconds()))

@@ -19,6 +19,13 @@ RECENT_ATTEMPTS = 500
 RECENT_COUNT_CAP = 10_000
 
 
+def queued(now: datetime | None = None) -> QuerySet[Delivery]:
+    """What the dispatchers will take: pending or retrying and not held (`delivery_ready_idx`),
+    only what is due by `now` if given."""
+    waiting = Delivery.objects.filter(status__in=DUE_STATUSES, enqueued_at__isnull=False)
+    return waiting if now is None else waiting.filter(next_attempt_at__lte=now)
+
+
 def subscribers_with_recent_deliveries(
     subscribers: QuerySet[Subscriber], *, now: datetime
 ) -> QuerySet[Subscriber]:

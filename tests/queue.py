@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from deliveries.models import DUE_STATUSES, Delivery
+from deliveries import selectors
 
 
 def queued() -> list[tuple[str, datetime]]:
     """(delivery id, due time) of every delivery queued for the dispatchers."""
     return [
-        (str(pk), due_at)
-        for pk, due_at in Delivery.objects.filter(status__in=DUE_STATUSES)
-        .exclude(enqueued_at=None)
-        .values_list("pk", "next_attempt_at")
+        (str(pk), due_at) for pk, due_at in selectors.queued().values_list("pk", "next_attempt_at")
     ]

@@ -14,8 +14,12 @@ from datetime import datetime, timedelta
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 
 from deadletters.models import DeadLetter
-from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
-from deliveries.selectors import recent_count_display, subscribers_with_recent_deliveries
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.selectors import (
+    queued,
+    recent_count_display,
+    subscribers_with_recent_deliveries,
+)
 from events.models import Event
 from subscribers.models import Subscriber
 
@@ -50,7 +54,7 @@ class Cards:
     latency_p50_ms: int | None  # request round trip of those attempts
     latency_p95_ms: int | None
     sample_size: int
-    queue_depth: Capped  # deliveries due now: pending or retrying with next_attempt_at passed
+    queue_depth: Capped  # queued deliveries due now: the dispatchers' backlog (held ones excluded)
     retrying: Capped
     dead_letters_unresolved: Capped
     open_circuits: int  # open or half-open
@@ -99,9 +103,7 @@ def dashboard_cards(*, now: datetime) -> Cards:
         latency_p50_ms=percentile(durations, 0.50),
         latency_p95_ms=percentile(durations, 0.95),
         sample_size=len(finished),
-        queue_depth=capped_count(
-            Delivery.objects.filter(status__in=DUE_STATUSES, next_attempt_at__lte=now)
-        ),
+        queue_depth=capped_count(queued(now)),
         retrying=capped_count(Delivery.objects.filter(status=Delivery.Status.RETRYING)),
         dead_letters_unresolved=capped_count(DeadLetter.objects.filter(resolved_at=None)),
         open_circuits=circuits["open"],
