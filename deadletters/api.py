@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from config.api.exceptions import Conflict
 from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
+from config.scopes import Scope
 from deadletters.models import DeadLetter
 from deadletters.selectors import dead_letters_list
 from deadletters.services import dead_letters_replay, dead_letters_resolve
@@ -55,6 +56,7 @@ class DeadLetterFilter(CreatedRangeFilterSet):
 
 
 class DeadLetterViewSet(viewsets.ReadOnlyModelViewSet):
+    write_scope = Scope.DEADLETTERS_MANAGE
     queryset = dead_letters_list()
     serializer_class = DeadLetterSerializer
     filterset_class = DeadLetterFilter

@@ -16,6 +16,7 @@ from config.api.exceptions import Conflict
 from config.api.filters import CreatedRangeFilterSet
 from config.api.parsers import storable_in_jsonb
 from config.api.routing import UUID_PATTERN
+from config.scopes import Scope
 from deliveries.models import Delivery
 from events.models import Event
 from events.selectors import event_with_deliveries, events_list
@@ -150,6 +151,7 @@ class EventFilter(CreatedRangeFilterSet):
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    write_scope = Scope.EVENTS_PUBLISH
     filterset_class = EventFilter
     lookup_value_regex = UUID_PATTERN
 

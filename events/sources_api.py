@@ -27,6 +27,7 @@ from config.api.exceptions import Conflict
 from config.api.filters import StrictBooleanFilter
 from config.api.parsers import parse_json, read_bounded
 from config.api.routing import UUID_PATTERN
+from config.scopes import Scope
 from events.inbound import InboundInvalid, inbound_ingest, inbound_verify
 from events.models import Event, Source
 from events.selectors import active_source
@@ -236,6 +237,7 @@ class SourceFilter(django_filters.FilterSet):
 
 
 class SourceViewSet(viewsets.ModelViewSet):
+    write_scope = Scope.SOURCES_MANAGE
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]

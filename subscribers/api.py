@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from config.api.filters import StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
+from config.scopes import Scope
 from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.matching import is_valid_pattern
 from subscribers.models import Subscriber
@@ -93,6 +94,7 @@ class OpenCircuitSerializer(serializers.Serializer):
 
 
 class SubscriberViewSet(viewsets.ModelViewSet):
+    write_scope = Scope.SUBSCRIBERS_MANAGE
     queryset = Subscriber.objects.all()
     serializer_class = SubscriberSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]

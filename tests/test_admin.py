@@ -76,7 +76,9 @@ def test_replay_action_replays_and_reports(operator_client, history):
 
 def test_admin_creates_an_api_key_and_shows_it_once(operator_client):
     response = operator_client.post(
-        reverse("admin:config_apikey_add"), {"name": "billing"}, follow=True
+        reverse("admin:config_apikey_add"),
+        {"name": "billing", "scopes": ["events:publish"]},
+        follow=True,
     )
 
     assert "copy it now" in response.content.decode()
