@@ -10,7 +10,10 @@ from django.db import models
 
 
 class Scope(models.TextChoices):
-    EVENTS_PUBLISH = "events:publish", "events:publish: publish events (POST /events, /events/batch)"
+    EVENTS_PUBLISH = (
+        "events:publish",
+        "events:publish: publish events (POST /events, /events/batch)",
+    )
     READ = "read", "read: read events, deliveries, dead letters, subscribers, sources, metrics"
     SUBSCRIBERS_MANAGE = (
         "subscribers:manage",
@@ -21,7 +24,10 @@ class Scope(models.TextChoices):
         "sources:manage: create, change and delete inbound sources; rotate their secrets",
     )
     DEADLETTERS_MANAGE = "deadletters:manage", "deadletters:manage: replay and resolve dead letters"
-    METRICS = "metrics", "metrics: read the metrics (GET /metrics, /api/v1/metrics) and nothing else"
+    METRICS = (
+        "metrics",
+        "metrics: read the metrics (GET /metrics, /api/v1/metrics) and nothing else",
+    )
 
 
 ALL_SCOPES: tuple[str, ...] = tuple(Scope.values)

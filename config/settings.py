@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from config.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -131,20 +133,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
 }
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # django-q2 logs every enqueue at INFO; that is noise at thousands of jobs a second.
-        "django-q": {"level": env.str("HERALD_QUEUE_LOG_LEVEL", default="WARNING")},
-    },
-}
+# Logs go to stderr, one line per record. JSON (one object per line, with event_id,
+# delivery_id, subscriber_id, ... as fields) for log pipelines; plain, readable text under DEBUG.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = (env.str("LOG_FORMAT", default="") or ("plain" if DEBUG else "json")).lower()
+LOGGING = logging_config(
+    log_format=LOG_FORMAT,
+    level=LOG_LEVEL,
+    queue_level=env.str("HERALD_QUEUE_LOG_LEVEL", default="WARNING").upper(),
+)
 
 # --- Herald -------------------------------------------------------------------------------------
 

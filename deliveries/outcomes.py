@@ -200,9 +200,8 @@ def _record_failure(sent: Sent, *, now: datetime) -> str:
 
 def _log_superseded(claim: Claim) -> None:
     logger.warning(
-        "outcome of a superseded attempt ignored delivery_id=%s attempt=%s",
-        claim.delivery.pk,
-        claim.attempt.number,
+        "outcome of a superseded attempt ignored",
+        extra={"delivery_id": str(claim.delivery.pk), "attempt": claim.attempt.number},
     )
 
 
@@ -255,9 +254,13 @@ def dead_letter(
     delivery.status = Delivery.Status.FAILED
     DeadLetter.objects.create(delivery_id=delivery.pk, reason=reason, last_status_code=status_code)
     logger.warning(
-        "delivery dead-lettered delivery_id=%s event_id=%s subscriber_id=%s reason=%s",
-        delivery.pk,
-        delivery.event_id,
-        delivery.subscriber_id,
-        reason,
+        "delivery dead-lettered",
+        extra={
+            "event_id": str(delivery.event_id),
+            "delivery_id": str(delivery.pk),
+            "subscriber_id": str(delivery.subscriber_id),
+            "status": "failed",
+            "status_code": status_code,
+            "reason": reason,
+        },
     )

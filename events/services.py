@@ -183,10 +183,14 @@ def _publish(new_events: list[Event], *, now: datetime) -> dict[Any, list[Subscr
     }
     fan_out(targets=list(targets.items()), now=now)
     if new_events:
+        # A batch logs one line: its first event's id and how many came with it.
         logger.info(
-            "events accepted count=%s first_event_id=%s deliveries=%s",
-            len(new_events),
-            new_events[0].id,
-            sum(len(matched) for matched in targets.values()),
+            "events accepted",
+            extra={
+                "event_id": str(new_events[0].id),
+                "event_type": new_events[0].event_type,
+                "count": len(new_events),
+                "deliveries": sum(len(matched) for matched in targets.values()),
+            },
         )
     return targets

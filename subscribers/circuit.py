@@ -60,7 +60,7 @@ def circuit_record_success(*, subscriber_id: UUID, now: datetime) -> bool:
         updated_at=now,
     )
     if closed:
-        logger.info("circuit closed subscriber_id=%s", subscriber_id)
+        logger.info("circuit closed", extra={"subscriber_id": str(subscriber_id)})
         return True
     Subscriber.objects.filter(pk=subscriber_id, consecutive_failures__gt=0).update(
         consecutive_failures=0
@@ -85,7 +85,10 @@ def circuit_record_failure(
         )
         probe_at = now + timedelta(seconds=cooldown)
         Subscriber.objects.filter(pk=subscriber_id).update(circuit_next_probe_at=probe_at)
-        logger.warning("circuit re-opened subscriber_id=%s cooldown=%ss", subscriber_id, cooldown)
+        logger.warning(
+            "circuit re-opened",
+            extra={"subscriber_id": str(subscriber_id), "cooldown_seconds": cooldown},
+        )
         return probe_at
     Subscriber.objects.filter(pk=subscriber_id, circuit_state=Circuit.CLOSED).update(
         consecutive_failures=F("consecutive_failures") + 1
@@ -105,7 +108,9 @@ def circuit_record_failure(
         updated_at=now,
     )
     if opened:
-        logger.warning("circuit opened subscriber_id=%s reason=%s", subscriber_id, reason)
+        logger.warning(
+            "circuit opened", extra={"subscriber_id": str(subscriber_id), "reason": reason[:500]}
+        )
         return probe_at
     return None
 

@@ -89,5 +89,8 @@ def subscriber_deactivate(*, subscriber_id: Any, reason: str, now: datetime) -> 
         subscribers=Subscriber.objects.filter(pk=subscriber_id), reason=reason, now=now
     )
     if changed:
-        logger.warning("subscriber deactivated subscriber_id=%s reason=%s", subscriber_id, reason)
+        logger.warning(
+            "subscriber deactivated",
+            extra={"subscriber_id": str(subscriber_id), "reason": reason},
+        )
     return bool(changed)

@@ -168,7 +168,10 @@ def test_a_key_without_scopes_is_refused_everywhere_but_health_and_ingest():
     assert_forbidden(nobody.post("/api/v1/events", EVENT, format="json"), "events:publish")
     assert nobody.get("/api/v1/health").status_code in (200, 503)
     # Inbound webhooks need no key at all: an unknown source is a 404, not a 401 or 403.
-    assert nobody.post("/api/v1/ingest/nosuch", b"{}", content_type="application/json").status_code == 404
+    assert (
+        nobody.post("/api/v1/ingest/nosuch", b"{}", content_type="application/json").status_code
+        == 404
+    )
 
 
 def test_a_metrics_key_reads_metrics_and_nothing_else():
@@ -185,7 +188,7 @@ def test_without_a_key_the_answer_is_still_401_not_403():
     assert response.json()["error"]["code"] == "not_authenticated"
 
 
-# --- issuing keys with scopes ----------------------------------------------------------------------
+# --- issuing keys with scopes ---------------------------------------------------------------
 
 
 def test_create_api_key_grants_the_scopes_asked_for():
@@ -230,10 +233,10 @@ def test_keys_issued_before_scopes_existed_keep_every_scope():
 
     old.refresh_from_db()
     assert old.scopes == list(ALL_SCOPES)
-    assert migration.SCOPES_AT_INTRODUCTION == list(ALL_SCOPES)
+    assert list(ALL_SCOPES) == migration.SCOPES_AT_INTRODUCTION
 
 
-# --- the admin -------------------------------------------------------------------------------------
+# --- the admin ------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -279,4 +282,6 @@ def test_admin_revoke_action_reports_and_logs(operator_client):
 
     assert "Revoked 1 API key(s)." in response.content.decode()
     assert api_key_authenticate(plaintext=issued.plaintext) is None
-    assert LogEntry.objects.filter(object_id=str(issued.api_key.pk), change_message="Revoked.").exists()
+    assert LogEntry.objects.filter(
+        object_id=str(issued.api_key.pk), change_message="Revoked."
+    ).exists()
