@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config",
     "subscribers",
@@ -115,9 +116,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "config.api.filters.CreatedOrderingFilter",
+    ],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CreatedCursorPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.HeraldAutoSchema",
     "EXCEPTION_HANDLER": "config.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": env.int("HERALD_PAGE_SIZE", default=50),
@@ -125,12 +129,24 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
-    "DESCRIPTION": "Reliable, signed webhook delivery.",
+    "DESCRIPTION": (
+        "Reliable, signed webhook delivery. Send an API key as `Authorization: Bearer <key>`; "
+        "each operation says which scope it needs. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`. Lists are cursor-paginated, newest first: '
+        "follow `next`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The contract is public; the endpoints it describes still need a key.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Separate request and response components: read-only fields are not offered as input.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's assets come from drf-spectacular-sidecar, served by us: /api/docs/ works
+    # offline and with no third-party CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Logs go to stderr, one line per record. JSON (one object per line, with event_id,
@@ -199,6 +215,10 @@ HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=64)
 # Seconds an idle dispatcher (and django-q2's job poller) waits before looking for work again.
 # On PostgreSQL new work wakes dispatchers at once (LISTEN/NOTIFY); this is the fallback.
 HERALD_QUEUE_POLL = env.float("HERALD_QUEUE_POLL", default=0.5)
+
+# Days of finished history kept: the daily prune (and `manage.py prune_history`) deletes older
+# events whose deliveries all finished, with their attempts. Work in play is always kept.
+HERALD_RETENTION_DAYS = env.float("HERALD_RETENTION_DAYS", default=30.0)
 
 # Seconds a worker owns a delivery it claimed; a worker that dies mid-request is presumed dead
 # after this and the delivery is attempted again. Must outlast the slowest request.

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import django_filters
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+
+from subscribers.matching import is_valid_pattern
 
 BOOLEAN_CHOICES = [("true", "true"), ("false", "false"), ("True", "True"), ("False", "False")]
 
@@ -24,5 +28,76 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
 class CreatedRangeFilterSet(django_filters.FilterSet):
     """Every list can be narrowed to a time range: `created_after` (inclusive), `created_before`."""
 
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        help_text="Only those created at or after this time (ISO 8601, e.g. 2026-11-24T09:00:00Z).",
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        help_text="Only those created before this time (ISO 8601).",
+    )
+
+
+class EventTypeFilter(django_filters.CharFilter):
+    """An exact event type (`order.created`), a prefix (`order.*`), or `*`, as subscribers use."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault(
+            "help_text",
+            "An event type (`order.created`) or a prefix pattern (`order.*` matches "
+            "`order.created` and `order.line.added`).",
+        )
+        super().__init__(**kwargs)
+
+    def filter(self, qs, value):
+        if value in (None, "", "*"):
+            return qs
+        if not is_valid_pattern(value):
+            raise ValidationError(
+                {
+                    self.field_name.rsplit("__", 1)[-1]: [
+                        "Must be an event type like 'order.created' or a pattern like 'order.*'."
+                    ]
+                }
+            )
+        if value.endswith(".*"):
+            return qs.filter(**{f"{self.field_name}__startswith": value[:-1]})
+        return qs.filter(**{self.field_name: value})
+
+
+class CreatedOrderingFilter(OrderingFilter):
+    """`?ordering=-created_at` (newest first, the default) or `created_at` (oldest first).
+
+    Lists page with a cursor over the creation time, so that is the one ordering offered; any
+    other value is a 400 rather than silently ignored.
+    """
+
+    ORDERINGS = {"-created_at": ("-created_at", "-id"), "created_at": ("created_at", "id")}
+
+    def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+        value = request.query_params.get(self.ordering_param)
+        if value is None:
+            return self.ORDERINGS["-created_at"]
+        if value not in self.ORDERINGS:
+            raise ValidationError(
+                {self.ordering_param: ["Must be 'created_at' (oldest first) or '-created_at'."]}
+            )
+        return self.ORDERINGS[value]
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": "`-created_at`: newest first (the default); `created_at`: oldest "
+                "first.",
+                "schema": {
+                    "type": "string",
+                    "enum": list(self.ORDERINGS),
+                    "default": "-created_at",
+                },
+            }
+        ]
