@@ -17,6 +17,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.queue import enqueue_probe
 from deliveries.retry import parse_retry_after
 from deliveries.sender import RETRY_AFTER_STATUSES, SendResult
+from deliveries.signals import delivery_dead_lettered
 from subscribers.circuit import (
     BreakerSettings,
     circuit_record_failure,
@@ -252,7 +253,10 @@ def dead_letter(
         updated_at=now,
     )
     delivery.status = Delivery.Status.FAILED
-    DeadLetter.objects.create(delivery_id=delivery.pk, reason=reason, last_status_code=status_code)
+    letter = DeadLetter.objects.create(
+        delivery_id=delivery.pk, reason=reason, last_status_code=status_code
+    )
+    delivery_dead_lettered.send(sender=Delivery, delivery=delivery, dead_letter=letter, now=now)
     logger.warning(
         "delivery dead-lettered",
         extra={

@@ -135,6 +135,19 @@ def _store(
     ]
 
 
+def operational_events_publish(
+    *, events: Sequence[tuple[str, dict[str, Any]]], now: datetime
+) -> list[Event]:
+    """Store Herald's own events and fan them out, in the caller's transaction (see
+    events.operational): they commit with the state change they report, or not at all."""
+    new_events = [
+        Event(event_type=event_type, payload=payload, created_at=now)
+        for event_type, payload in events
+    ]
+    _publish(new_events, now=now)
+    return new_events
+
+
 def event_receive(
     *, source: Source, event_type: str, payload: dict[str, Any], delivery_id: str = ""
 ) -> Ingested:

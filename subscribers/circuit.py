@@ -22,6 +22,7 @@ from django.db.models.functions import Least
 from django_q.tasks import async_task
 
 from subscribers.models import Subscriber
+from subscribers.signals import circuit_closed, circuit_opened
 
 logger = logging.getLogger(__name__)
 Circuit = Subscriber.Circuit
@@ -61,6 +62,13 @@ def circuit_record_success(*, subscriber_id: UUID, now: datetime) -> bool:
     )
     if closed:
         logger.info("circuit closed", extra={"subscriber_id": str(subscriber_id)})
+        circuit_closed.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber_id],
+            reason="a probe delivery succeeded",
+            manual=False,
+            now=now,
+        )
         return True
     Subscriber.objects.filter(pk=subscriber_id, consecutive_failures__gt=0).update(
         consecutive_failures=0
@@ -111,6 +119,13 @@ def circuit_record_failure(
         logger.warning(
             "circuit opened", extra={"subscriber_id": str(subscriber_id), "reason": reason[:500]}
         )
+        circuit_opened.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber_id],
+            reason=reason[:500],
+            manual=False,
+            now=now,
+        )
         return probe_at
     return None
 
@@ -138,7 +153,8 @@ def circuit_claim_probe(*, subscriber_id: UUID, now: datetime, breaker: BreakerS
 @transaction.atomic
 def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: datetime) -> int:
     """Open by hand: hold every delivery, send no probes, until an operator resets it."""
-    return subscribers.update(
+    states = dict(subscribers.select_for_update().values_list("pk", "circuit_state"))
+    opened = Subscriber.objects.filter(pk__in=states).update(
         circuit_state=Circuit.OPEN,
         circuit_manual=True,
         circuit_opened_at=now,
@@ -146,16 +162,23 @@ def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: dateti
         circuit_reason=reason[:500],
         updated_at=now,
     )
+    newly_open = [pk for pk, state in states.items() if state == Circuit.CLOSED]
+    if newly_open:
+        circuit_opened.send(
+            sender=Subscriber, subscriber_ids=newly_open, reason=reason[:500], manual=True, now=now
+        )
+    return opened
 
 
 @transaction.atomic
 def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
     """Close the circuits and send what they held now (at each subscriber's rate limit)."""
-    ids = list(
+    states = dict(
         subscribers.select_for_update()
         .filter(~Q(circuit_state=Circuit.CLOSED) | Q(consecutive_failures__gt=0))
-        .values_list("pk", flat=True)
+        .values_list("pk", "circuit_state")
     )
+    ids = list(states)
     Subscriber.objects.filter(pk__in=ids).update(
         circuit_state=Circuit.CLOSED,
         circuit_manual=False,
@@ -167,6 +190,15 @@ def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> int:
         updated_at=now,
     )
     release_held(ids)
+    closed = [pk for pk, state in states.items() if state != Circuit.CLOSED]
+    if closed:
+        circuit_closed.send(
+            sender=Subscriber,
+            subscriber_ids=closed,
+            reason="reset by an operator",
+            manual=True,
+            now=now,
+        )
     return len(ids)
 
 

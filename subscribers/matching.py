@@ -10,6 +10,9 @@ EVENT_TYPE_MAX_LENGTH = 200
 EVENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
 WILDCARD = "*"
 PREFIX_SUFFIX = ".*"
+# Herald's own operational events (herald.circuit.opened, ...). Only patterns that name them
+# receive them: a `*` subscriber signed up for what producers publish, not for these.
+OPERATIONAL_PREFIX = "herald."
 
 
 def is_valid_event_type(event_type: str) -> bool:
@@ -25,9 +28,12 @@ def is_valid_pattern(pattern: str) -> bool:
 
 
 def matches(pattern: str, event_type: str) -> bool:
-    """`*` matches everything, `order.*` matches `order.created` and `order.line.added`."""
+    """`*` matches every published event, `order.*` matches `order.created` and `order.line.added`.
+
+    Operational events (`herald.*`) go only to patterns that name them: `herald.*` or exact types.
+    """
     if pattern == WILDCARD:
-        return True
+        return not event_type.startswith(OPERATIONAL_PREFIX)
     if pattern.endswith(PREFIX_SUFFIX):
         return event_type.startswith(pattern[:-1])
     return pattern == event_type

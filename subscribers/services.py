@@ -13,6 +13,7 @@ from django.utils import timezone
 from subscribers.circuit import release_held
 from subscribers.models import Subscriber
 from subscribers.secrets import generate_secret
+from subscribers.signals import subscribers_disabled
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,31 @@ def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Sub
     subscriber.save()
     if resuming:
         release_held([subscriber.pk])
+    if pausing:
+        subscribers_disabled.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber.pk],
+            reason=subscriber.deactivated_reason,
+            manual=True,
+            now=subscriber.deactivated_at,
+        )
     return subscriber
 
 
-def subscribers_pause(*, subscribers: QuerySet[Subscriber], reason: str, now: datetime) -> int:
+@transaction.atomic
+def subscribers_pause(
+    *, subscribers: QuerySet[Subscriber], reason: str, now: datetime, manual: bool = True
+) -> int:
     """Stop sending to these subscribers; their deliveries wait, spending no attempts."""
-    return subscribers.filter(is_active=True).update(
+    ids = list(subscribers.select_for_update().filter(is_active=True).values_list("pk", flat=True))
+    paused = Subscriber.objects.filter(pk__in=ids).update(
         is_active=False, deactivated_reason=reason[:500], deactivated_at=now, updated_at=now
     )
+    if paused:
+        subscribers_disabled.send(
+            sender=Subscriber, subscriber_ids=ids, reason=reason[:500], manual=manual, now=now
+        )
+    return paused
 
 
 @transaction.atomic
@@ -86,7 +104,10 @@ def subscriber_back_off(*, subscriber_id: Any, until: datetime) -> None:
 def subscriber_deactivate(*, subscriber_id: Any, reason: str, now: datetime) -> bool:
     """Stop sending to a subscriber; True if this call is the one that deactivated it."""
     changed = subscribers_pause(
-        subscribers=Subscriber.objects.filter(pk=subscriber_id), reason=reason, now=now
+        subscribers=Subscriber.objects.filter(pk=subscriber_id),
+        reason=reason,
+        now=now,
+        manual=False,
     )
     if changed:
         logger.warning(
