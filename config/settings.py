@@ -216,6 +216,12 @@ HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=64)
 # On PostgreSQL new work wakes dispatchers at once (LISTEN/NOTIFY); this is the fallback.
 HERALD_QUEUE_POLL = env.float("HERALD_QUEUE_POLL", default=0.5)
 
+# GET /api/v1/health answers 503 when a due delivery or job has waited longer than this many
+# seconds (the workers are down or cannot keep up).
+HERALD_HEALTH_MAX_QUEUE_LAG = env.float("HERALD_HEALTH_MAX_QUEUE_LAG", default=300.0)
+# GET /metrics (Prometheus) without an API key. Off by default outside DEBUG: the numbers say a
+# lot about your traffic. When off, scrape with a key holding the `metrics` (or `read`) scope.
+HERALD_METRICS_PUBLIC = env.bool("HERALD_METRICS_PUBLIC", default=DEBUG)
 # Days of finished history kept: the daily prune (and `manage.py prune_history`) deletes older
 # events whose deliveries all finished, with their attempts. Work in play is always kept.
 HERALD_RETENTION_DAYS = env.float("HERALD_RETENTION_DAYS", default=30.0)

@@ -21,7 +21,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Min
 from django.utils import timezone
 
-from deliveries import policy
+from deliveries import heartbeat, policy
 from deliveries.claims import Claim, deliveries_claim
 from deliveries.models import DUE_STATUSES, Delivery
 from deliveries.outcomes import Sent, deliveries_record_outcomes
@@ -108,6 +108,7 @@ class Dispatcher:
             self._record()
 
     def _cycle(self) -> None:
+        heartbeat.beat()  # rate-limited inside: one small write every few seconds
         self._take_all_waiting()
         self._record()
         claimed = self._claim() if self._in_flight < self.concurrency else 0
