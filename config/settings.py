@@ -147,6 +147,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "deliveries.models.Delivery.Status",
+        "HealthStatusEnum": ["ok", "unavailable"],
+    },
 }
 
 # Logs go to stderr, one line per record. JSON (one object per line, with event_id,

@@ -11,10 +11,13 @@ from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
-    inline_serializer,
+    extend_schema_serializer,
+    extend_schema_view,
 )
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -24,9 +27,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.exceptions import Conflict
-from config.api.filters import StrictBooleanFilter
+from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.parsers import parse_json, read_bounded
 from config.api.routing import UUID_PATTERN
+from config.api.schema import error_response
 from config.scopes import Scope
 from events.inbound import InboundInvalid, inbound_ingest, inbound_verify
 from events.models import Event, Source
@@ -50,18 +54,16 @@ class InvalidSignature(exceptions.APIException):
     default_detail = "The request is not signed by this source."
 
 
-ERROR_RESPONSE = inline_serializer(
-    "InboundError",
+INBOUND_ACCEPTED_EXAMPLE = OpenApiExample(
+    "Accepted",
     {
-        "error": inline_serializer(
-            "InboundErrorDetail",
-            {
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(),
-            },
-        )
+        "id": "0e7d1c2b-4a5f-4e6d-9c8b-7a6f5e4d3c2b",
+        "event_type": "github.issues.opened",
+        "created_at": "2026-11-24T09:00:00Z",
+        "delivery_count": 1,
     },
+    response_only=True,
+    status_codes=["200", "202"],
 )
 
 
@@ -94,16 +96,44 @@ class InboundWebhookView(APIView):
             "matching subscribers. The sender's delivery id makes a redelivery return the "
             "original event with 200."
         ),
+        parameters=[
+            OpenApiParameter(
+                "slug",
+                location=OpenApiParameter.PATH,
+                description="The source's slug, as in its `ingest_url`.",
+            )
+        ],
         request={"application/json": OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "A GitHub issue opened",
+                {"action": "opened", "issue": {"number": 1347, "title": "Found a bug"}},
+                request_only=True,
+            ),
+            INBOUND_ACCEPTED_EXAMPLE,
+        ],
         responses={
-            202: InboundAcceptedSerializer,
+            202: OpenApiResponse(
+                InboundAcceptedSerializer, description="Verified, stored and fanned out."
+            ),
             200: OpenApiResponse(
                 InboundAcceptedSerializer, description="A redelivery: the original event."
             ),
-            400: OpenApiResponse(ERROR_RESPONSE, description="Not JSON, or no event type."),
-            401: OpenApiResponse(ERROR_RESPONSE, description="Missing or bad signature."),
-            404: OpenApiResponse(ERROR_RESPONSE, description="No active source with this slug."),
-            413: OpenApiResponse(ERROR_RESPONSE, description="Over HERALD_MAX_PAYLOAD_BYTES."),
+            400: error_response(
+                "400",
+                "Not JSON, or no event type.",
+                message="body: Must be a JSON object.",
+            ),
+            401: error_response(
+                "401",
+                "Missing or bad signature.",
+                error_code="invalid_signature",
+                message="X-Hub-Signature-256 does not match the body.",
+            ),
+            404: error_response(
+                "404", "No active source with this slug.", message="No active source 'gh'."
+            ),
+            413: error_response("413", "Over HERALD_MAX_PAYLOAD_BYTES."),
         },
         auth=[],
     )
@@ -132,6 +162,29 @@ class InboundWebhookView(APIView):
         )
 
 
+SOURCE_EXAMPLE = {
+    "id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+    "slug": "github",
+    "name": "GitHub org",
+    "scheme": "github",
+    "is_active": True,
+    "event_type_field": "type",
+    "ingest_url": "https://herald.example.com/api/v1/ingest/github",
+    "previous_secret_expires_at": None,
+    "rejected_count": 0,
+    "last_rejected_at": None,
+    "last_rejection_reason": "",
+    "created_at": "2026-11-24T09:00:00Z",
+    "updated_at": "2026-11-24T09:00:00Z",
+}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("A source", SOURCE_EXAMPLE, response_only=True),
+        OpenApiExample("Deactivate", {"is_active": False}, request_only=True),
+    ]
+)
 class SourceSerializer(serializers.ModelSerializer):
     ingest_url = serializers.SerializerMethodField(
         help_text="Give this URL to the provider as the webhook endpoint."
@@ -193,6 +246,20 @@ class SourceSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A GitHub source with a generated secret",
+            {"slug": "github", "name": "GitHub org", "scheme": "github"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Created, with its secret",
+            {**SOURCE_EXAMPLE, "secret": "3q2mT0x9b1Yk8rVf6JcW4nZp7HsLdA5e"},
+            response_only=True,
+        ),
+    ]
+)
 class SourceWithSecretSerializer(SourceSerializer):
     """Creation's input and output: the only response, with rotation's, that shows the secret."""
 
@@ -216,6 +283,9 @@ class SourceWithSecretSerializer(SourceSerializer):
         return attrs
 
 
+@extend_schema_serializer(
+    examples=[OpenApiExample("Generate a new secret, keep the old for a while", {})]
+)
 class RotateSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(
         required=False, max_length=255, help_text="The new secret; generated when absent."
@@ -227,15 +297,26 @@ class RotateSecretSerializer(serializers.Serializer):
     )
 
 
-class SourceFilter(django_filters.FilterSet):
-    is_active = StrictBooleanFilter()
-    scheme = django_filters.ChoiceFilter(choices=Source.Scheme.choices)
+class SourceFilter(CreatedRangeFilterSet):
+    is_active = StrictBooleanFilter(help_text="`false`: deactivated, its URL answers 404.")
+    scheme = django_filters.ChoiceFilter(
+        choices=Source.Scheme.choices, help_text="Only sources of this scheme."
+    )
 
     class Meta:
         model = Source
-        fields = ["is_active", "scheme"]
+        fields = ["is_active", "scheme", "created_after", "created_before"]
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List inbound sources"),
+    retrieve=extend_schema(summary="Get an inbound source"),
+    partial_update=extend_schema(
+        summary="Change an inbound source",
+        description="Change `slug`, `name`, `event_type_field` or `is_active`; the secret changes "
+        "only through rotate-secret, the scheme never.",
+    ),
+)
 class SourceViewSet(viewsets.ModelViewSet):
     write_scope = Scope.SOURCES_MANAGE
     queryset = Source.objects.all()
@@ -244,7 +325,12 @@ class SourceViewSet(viewsets.ModelViewSet):
     lookup_value_regex = UUID_PATTERN
     filterset_class = SourceFilter
 
-    @extend_schema(request=SourceWithSecretSerializer, responses={201: SourceWithSecretSerializer})
+    @extend_schema(
+        summary="Create an inbound source",
+        description="The response is the only one, with rotate-secret's, that shows the `secret`.",
+        request=SourceWithSecretSerializer,
+        responses={201: SourceWithSecretSerializer},
+    )
     def create(self, request: Request) -> Response:
         serializer = SourceWithSecretSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -262,7 +348,18 @@ class SourceViewSet(viewsets.ModelViewSet):
         source = source_update(source=source, changes=changes)
         return Response(SourceSerializer(source, context=self.get_serializer_context()).data)
 
-    @extend_schema(responses={204: None, 409: OpenApiResponse(ERROR_RESPONSE)})
+    @extend_schema(
+        summary="Delete an inbound source",
+        responses={
+            204: None,
+            409: error_response(
+                "409",
+                "The source has events: deactivate it instead.",
+                message="This source has events, and their delivery ids guard against replays: "
+                'deactivate it instead (PATCH {"is_active": false}).',
+            ),
+        },
+    )
     def destroy(self, request: Request, pk=None) -> Response:
         source = self.get_object()
         try:
@@ -274,7 +371,11 @@ class SourceViewSet(viewsets.ModelViewSet):
             ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=RotateSecretSerializer, responses={200: SourceWithSecretSerializer})
+    @extend_schema(
+        summary="Rotate an inbound source's secret",
+        request=RotateSecretSerializer,
+        responses={200: SourceWithSecretSerializer},
+    )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk=None) -> Response:
         """A new secret (yours, or generated), shown once; the old one lasts the grace period."""

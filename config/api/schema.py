@@ -98,8 +98,14 @@ SUCCESS_DESCRIPTIONS = {
 }
 
 
-def error_response(code: str, description: str | None = None) -> OpenApiResponse:
+def error_response(
+    code: str, description: str | None = None, *, error_code: str = "", message: str = ""
+) -> OpenApiResponse:
+    """An error response for the schema; `error_code` and `message` tailor its example."""
     default_description, example = ERRORS.get(code, ("", _error("error", "")))
+    if error_code or message:
+        detail = example["error"]
+        example = _error(error_code or detail["code"], message or detail["message"])
     return OpenApiResponse(
         ErrorSerializer,
         description=description or default_description,
@@ -108,16 +114,13 @@ def error_response(code: str, description: str | None = None) -> OpenApiResponse
 
 
 class HeraldAutoSchema(AutoSchema):
-    def get_description(self) -> str:
-        description = super().get_description() or ""
+    def _access_note(self) -> str:
         if not self.view.get_authenticators():
-            note = "No API key needed."
-        elif self._scoped():
+            return "No API key needed."
+        if self._scoped():
             scopes = required_scopes(self.view, self.method)
-            note = f"Needs an API key with the scope {' or '.join(f'`{s}`' for s in scopes)}."
-        else:
-            note = ""
-        return "\n\n".join(part for part in (description, note) if part)
+            return f"Needs an API key with the scope {' or '.join(f'`{s}`' for s in scopes)}."
+        return ""
 
     def get_tags(self) -> list[str]:
         # /api/v1/subscribers/{id}/health -> "subscribers": Swagger UI groups by resource.
@@ -128,6 +131,12 @@ class HeraldAutoSchema(AutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return None
+        # Here rather than in get_description, which @extend_schema(description=...) replaces.
+        description = "\n\n".join(
+            part for part in (operation.get("description", ""), self._access_note()) if part
+        )
+        if description:
+            operation["description"] = description
         filters = getattr(getattr(self.view, "filterset_class", None), "base_filters", {})
         for parameter in operation.get("parameters", []):
             if parameter.get("description"):
@@ -143,7 +152,10 @@ class HeraldAutoSchema(AutoSchema):
                 response["description"] = SUCCESS_DESCRIPTIONS.get(code, "")
         for code in self._error_codes(operation):
             if code not in responses:
-                responses[code] = self._get_response_for_code(error_response(code), code)
+                # Errors are JSON whatever the operation's own media type (GET /metrics).
+                responses[code] = self._get_response_for_code(
+                    error_response(code), code, media_types=["application/json"]
+                )
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
