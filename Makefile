@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_RECEIVER_PORT ?= 9000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint migrate bench clean
+.PHONY: run test lint migrate bench contract clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -40,6 +40,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+# Schemathesis against gunicorn + qcluster on a fresh PostgreSQL database (tests/contract/); needs
+# root for its network namespace. E.g. make contract CONTRACT_ARGS="--max-time 600".
+contract: $(STAMP)
+	$(BIN)/python tests/contract/run.py $(CONTRACT_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* staticfiles

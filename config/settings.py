@@ -147,6 +147,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.forbid_unknown_request_fields",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DeliveryStatusEnum": "deliveries.models.Delivery.Status",
         "HealthStatusEnum": ["ok", "unavailable"],

@@ -11,6 +11,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     extend_schema_view,
 )
@@ -20,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api.exceptions import Conflict
+from config.api.fields import KnownFieldsOnly, StrictCharField
 from config.api.filters import CreatedRangeFilterSet, EventTypeFilter
 from config.api.parsers import storable_in_jsonb
 from config.api.routing import UUID_PATTERN
@@ -30,12 +32,24 @@ from events.models import Event
 from events.operational import RESERVED_PREFIX
 from events.selectors import event_with_deliveries, events_list
 from events.services import EventInput, IdempotencyConflict, event_create, events_create
-from subscribers.matching import EVENT_TYPE_MAX_LENGTH, is_valid_event_type
+from subscribers.matching import (
+    EVENT_TYPE_MAX_LENGTH,
+    EVENT_TYPE_REGEX,
+    is_valid_event_type,
+    schema_pattern,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": schema_pattern(EVENT_TYPE_REGEX),
+        "maxLength": EVENT_TYPE_MAX_LENGTH,
+    }
+)
 class EventTypeField(serializers.CharField):
     default_error_messages = {
         "invalid_event_type": (
@@ -62,6 +76,7 @@ class EventTypeField(serializers.CharField):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(serializers.JSONField):
     # Doubled braces: DRF formats error messages with str.format.
     default_error_messages = {
@@ -94,7 +109,7 @@ EVENT_EXAMPLE = {
         )
     ]
 )
-class EventInputSerializer(serializers.Serializer):
+class EventInputSerializer(KnownFieldsOnly, serializers.Serializer):
     event_type = EventTypeField(
         help_text="Lowercase words joined by dots; `herald.*` is reserved for Herald's own events."
     )
@@ -102,7 +117,7 @@ class EventInputSerializer(serializers.Serializer):
 
 
 class BatchEventInputSerializer(EventInputSerializer):
-    idempotency_key = serializers.CharField(
+    idempotency_key = StrictCharField(
         max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         required=False,
         help_text="Per event, like the Idempotency-Key header of a single event.",
@@ -140,9 +155,13 @@ class BatchEventInputSerializer(EventInputSerializer):
         )
     ]
 )
-class BatchInputSerializer(serializers.Serializer):
-    events = BatchEventInputSerializer(
-        many=True, allow_empty=False, help_text="At most HERALD_MAX_BATCH_EVENTS (500)."
+class BatchInputSerializer(KnownFieldsOnly, serializers.Serializer):
+    events = serializers.ListField(
+        child=BatchEventInputSerializer(),
+        allow_empty=False,
+        min_length=1,
+        max_length=settings.HERALD_MAX_BATCH_EVENTS,
+        help_text="At most HERALD_MAX_BATCH_EVENTS (500).",
     )
 
     def validate_events(self, value: list) -> list:
@@ -236,6 +255,7 @@ class EventDetailSerializer(EventSerializer):
     source = serializers.SlugRelatedField(
         slug_field="slug",
         read_only=True,
+        allow_null=True,
         help_text="The inbound source that sent it (null for events posted through the API).",
     )
 

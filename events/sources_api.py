@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import django_filters
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils import timezone
@@ -26,7 +25,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.exceptions import Conflict
+from config.api.exceptions import Conflict, validate
+from config.api.fields import (
+    KnownFieldsOnly,
+    StrictBooleanField,
+    StrictCharField,
+    StrictModelSerializer,
+)
 from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.parsers import parse_json, read_bounded
 from config.api.routing import UUID_PATTERN
@@ -44,7 +49,12 @@ from events.sources import (
 )
 from events.verification import SignatureError
 
-FIELD_PATH_RE = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+# A validator, not a check in validate(): the schema then shows the pattern to clients.
+FIELD_PATH = RegexValidator(
+    # Whitespace spelled out: Python's \s and JavaScript's (the schema's) differ.
+    r"^[^. \t\n\r\f\v]+(\.[^. \t\n\r\f\v]+)*\Z",
+    "A body field name, with dots to reach into objects, e.g. 'event.name'.",
+)
 
 
 class InvalidSignature(exceptions.APIException):
@@ -185,7 +195,7 @@ SOURCE_EXAMPLE = {
         OpenApiExample("Deactivate", {"is_active": False}, request_only=True),
     ]
 )
-class SourceSerializer(serializers.ModelSerializer):
+class SourceSerializer(StrictModelSerializer):
     ingest_url = serializers.SerializerMethodField(
         help_text="Give this URL to the provider as the webhook endpoint."
     )
@@ -207,8 +217,11 @@ class SourceSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"event_type_field": {"validators": [FIELD_PATH]}}
+        # The scheme is chosen once, on creation (SourceWithSecretSerializer).
         read_only_fields = [
             "id",
+            "scheme",
             "previous_secret_expires_at",
             "rejected_count",
             "last_rejected_at",
@@ -223,27 +236,11 @@ class SourceSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
 
-    def validate_scheme(self, value: str) -> str:
-        if self.instance is not None and value != self.instance.scheme:
-            raise serializers.ValidationError(
-                "Cannot be changed: the secret and the senders belong to the scheme. "
-                "Create a new source instead."
-            )
-        return value
-
-    def validate_event_type_field(self, value: str) -> str:
-        if not FIELD_PATH_RE.fullmatch(value):
-            raise serializers.ValidationError(
-                "A body field name, with dots to reach into objects, e.g. 'event.name'."
-            )
-        return value
-
-    def validate(self, attrs: dict) -> dict:
-        if self.instance is not None and "secret" in self.initial_data:
-            raise serializers.ValidationError(
-                {"secret": ["Cannot be changed here: POST /sources/{id}/rotate-secret."]}
-            )
-        return attrs
+    field_messages = {
+        "secret": "Cannot be changed here: POST /sources/{id}/rotate-secret.",
+        "scheme": "Cannot be changed: the secret and the senders belong to the scheme. "
+        "Create a new source instead.",
+    }
 
 
 @extend_schema_serializer(
@@ -263,7 +260,7 @@ class SourceSerializer(serializers.ModelSerializer):
 class SourceWithSecretSerializer(SourceSerializer):
     """Creation's input and output: the only response, with rotation's, that shows the secret."""
 
-    secret = serializers.CharField(
+    secret = StrictCharField(
         required=False,
         max_length=255,
         help_text="The provider's signing secret, to paste one (Stripe's whsec_...); generated "
@@ -272,6 +269,8 @@ class SourceWithSecretSerializer(SourceSerializer):
 
     class Meta(SourceSerializer.Meta):
         fields = [*SourceSerializer.Meta.fields, "secret"]
+        read_only_fields = [f for f in SourceSerializer.Meta.read_only_fields if f != "scheme"]
+        extra_kwargs = {**SourceSerializer.Meta.extra_kwargs, "scheme": {"required": True}}
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -286,11 +285,11 @@ class SourceWithSecretSerializer(SourceSerializer):
 @extend_schema_serializer(
     examples=[OpenApiExample("Generate a new secret, keep the old for a while", {})]
 )
-class RotateSecretSerializer(serializers.Serializer):
-    secret = serializers.CharField(
+class RotateSecretSerializer(KnownFieldsOnly, serializers.Serializer):
+    secret = StrictCharField(
         required=False, max_length=255, help_text="The new secret; generated when absent."
     )
-    keep_previous = serializers.BooleanField(
+    keep_previous = StrictBooleanField(
         default=True,
         help_text="Keep accepting the old secret for HERALD_SOURCE_ROTATION_HOURS while the "
         "sender switches (true), or stop at once because it leaked (false).",
@@ -308,6 +307,13 @@ class SourceFilter(CreatedRangeFilterSet):
         fields = ["is_active", "scheme", "created_after", "created_before"]
 
 
+SLUG_TAKEN = error_response(
+    "409",
+    "Another source has this slug.",
+    message="slug: source with this slug already exists.",
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List inbound sources"),
     retrieve=extend_schema(summary="Get an inbound source"),
@@ -315,6 +321,7 @@ class SourceFilter(CreatedRangeFilterSet):
         summary="Change an inbound source",
         description="Change `slug`, `name`, `event_type_field` or `is_active`; the secret changes "
         "only through rotate-secret, the scheme never.",
+        responses={200: SourceSerializer, 409: SLUG_TAKEN},
     ),
 )
 class SourceViewSet(viewsets.ModelViewSet):
@@ -329,11 +336,11 @@ class SourceViewSet(viewsets.ModelViewSet):
         summary="Create an inbound source",
         description="The response is the only one, with rotate-secret's, that shows the `secret`.",
         request=SourceWithSecretSerializer,
-        responses={201: SourceWithSecretSerializer},
+        responses={201: SourceWithSecretSerializer, 409: SLUG_TAKEN},
     )
     def create(self, request: Request) -> Response:
         serializer = SourceWithSecretSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        validate(serializer)
         source = source_create(**serializer.validated_data)
         return Response(
             SourceWithSecretSerializer(source, context=self.get_serializer_context()).data,
@@ -343,7 +350,7 @@ class SourceViewSet(viewsets.ModelViewSet):
     def partial_update(self, request: Request, pk=None) -> Response:
         source = self.get_object()
         serializer = SourceSerializer(source, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
+        validate(serializer)
         changes = {k: v for k, v in serializer.validated_data.items() if k != "scheme"}
         source = source_update(source=source, changes=changes)
         return Response(SourceSerializer(source, context=self.get_serializer_context()).data)

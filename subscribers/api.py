@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -15,11 +16,22 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api.fields import (
+    KnownFieldsOnly,
+    StrictCharField,
+    StrictFloatField,
+    StrictModelSerializer,
+)
 from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
 from config.scopes import Scope
 from subscribers.circuit import circuits_open, circuits_reset
-from subscribers.matching import is_valid_pattern
+from subscribers.matching import (
+    EVENT_TYPE_MAX_LENGTH,
+    PATTERN_REGEX,
+    is_valid_pattern,
+    schema_pattern,
+)
 from subscribers.models import Subscriber
 from subscribers.services import subscriber_create, subscriber_update
 from subscribers.urls_safety import UnsafeEndpoint, check_endpoint_url
@@ -55,14 +67,23 @@ SUBSCRIBER_EXAMPLE = {
         OpenApiExample("A subscriber", value=SUBSCRIBER_EXAMPLE, response_only=True),
     ]
 )
-class SubscriberSerializer(serializers.ModelSerializer):
+class SubscriberSerializer(StrictModelSerializer):
     event_types = serializers.ListField(
-        child=serializers.CharField(max_length=202),
+        child=StrictCharField(
+            max_length=EVENT_TYPE_MAX_LENGTH,
+            validators=[
+                RegexValidator(
+                    schema_pattern(PATTERN_REGEX),
+                    "Use exact types like 'invoice.paid', prefixes like 'order.*', or '*'.",
+                )
+            ],
+        ),
         allow_empty=False,
+        min_length=1,
         max_length=MAX_PATTERNS,
         help_text="Exact types ('invoice.paid'), prefixes ('order.*') or '*' for everything.",
     )
-    rate_limit_per_second = serializers.FloatField(
+    rate_limit_per_second = StrictFloatField(
         required=False, allow_null=True, min_value=0.001, max_value=100_000
     )
 
@@ -138,8 +159,8 @@ class SubscriberFilter(CreatedRangeFilterSet):
         )
     ]
 )
-class OpenCircuitSerializer(serializers.Serializer):
-    reason = serializers.CharField(
+class OpenCircuitSerializer(KnownFieldsOnly, serializers.Serializer):
+    reason = StrictCharField(
         max_length=500,
         required=False,
         default="opened by an operator",

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-EVENT_TYPE_MAX_LENGTH = 200
+EVENT_TYPE_MAX_LENGTH = 200  # of a type, and of a pattern
+_WORD = r"[a-z0-9][a-z0-9_-]*"
 # Lowercase words (letters, digits, "_" or "-") joined by dots: "order.created", "github.push".
-EVENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
+EVENT_TYPE_REGEX = rf"{_WORD}(\.{_WORD})*"
+# An exact type, a prefix ("order.*") or everything ("*").
+PATTERN_REGEX = rf"\*|{_WORD}(\.{_WORD})*(\.\*)?"
+EVENT_TYPE_RE = re.compile(EVENT_TYPE_REGEX)
+PATTERN_RE = re.compile(PATTERN_REGEX)
 WILDCARD = "*"
 PREFIX_SUFFIX = ".*"
 # Herald's own operational events (herald.circuit.opened, ...). Only patterns that name them
@@ -15,16 +20,18 @@ PREFIX_SUFFIX = ".*"
 OPERATIONAL_PREFIX = "herald."
 
 
+def schema_pattern(regex: str) -> str:
+    """The regex anchored for an OpenAPI schema (ECMA `$` is the very end, unlike Python's)."""
+    return f"^({regex})$"
+
+
 def is_valid_event_type(event_type: str) -> bool:
-    return len(event_type) <= EVENT_TYPE_MAX_LENGTH and bool(EVENT_TYPE_RE.match(event_type))
+    # fullmatch: a trailing newline is not a valid end, as `$` would allow.
+    return len(event_type) <= EVENT_TYPE_MAX_LENGTH and bool(EVENT_TYPE_RE.fullmatch(event_type))
 
 
 def is_valid_pattern(pattern: str) -> bool:
-    if pattern == WILDCARD:
-        return True
-    if pattern.endswith(PREFIX_SUFFIX):
-        return is_valid_event_type(pattern[: -len(PREFIX_SUFFIX)])
-    return is_valid_event_type(pattern)
+    return len(pattern) <= EVENT_TYPE_MAX_LENGTH and bool(PATTERN_RE.fullmatch(pattern))
 
 
 def matches(pattern: str, event_type: str) -> bool:

@@ -179,3 +179,28 @@ def test_event_type_filters_take_prefix_patterns(api, make_subscriber):
     assert len(exact) == 1
     assert bad.status_code == 400
     assert "event_type" in bad.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("resource", LISTS)
+@pytest.mark.parametrize(
+    "value, status",
+    [
+        ("2187-05-01T13:12:56-20:22", 200),  # past PostgreSQL's ±15:59: converted to UTC first
+        ("1304-12-29T05:59:35.6+18:25", 200),
+        ("9999-12-31T23:00:00-05:00", 400),  # past year 9999 in UTC
+        ("0001-01-01T00:30:00+01:00", 400),
+    ],
+)
+def test_time_filters_take_any_iso_offset(api, resource, value, status):
+    response = api.get(f"/api/v1/{resource}", {"created_after": value})
+
+    assert response.status_code == status, response.content
+
+
+@pytest.mark.parametrize(
+    "query", ["status=", "status=pending&status=failed", "page_size=5&page_size=6"]
+)
+def test_empty_or_repeated_parameters_are_a_400(api, query):
+    response = api.get(f"/api/v1/deliveries?{query}")
+
+    assert response.status_code == 400

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
+from django import forms
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 
-from subscribers.matching import is_valid_pattern
+from subscribers.matching import (
+    EVENT_TYPE_MAX_LENGTH,
+    PATTERN_REGEX,
+    is_valid_pattern,
+    schema_pattern,
+)
 
 BOOLEAN_CHOICES = [("true", "true"), ("false", "false"), ("True", "True"), ("False", "False")]
 
@@ -25,21 +33,70 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
         super().__init__(**kwargs)
 
 
-class CreatedRangeFilterSet(django_filters.FilterSet):
-    """Every list can be narrowed to a time range: `created_after` (inclusive), `created_before`."""
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601, converted to UTC: PostgreSQL refuses offsets past ±15:59 (a 500 otherwise)."""
 
-    created_after = django_filters.IsoDateTimeFilter(
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError(
+                "Out of range once converted to UTC.", code="invalid"
+            ) from exc
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
+
+
+def single_value(request, name: str) -> str | None:
+    """A query parameter that may be given once: repeated, it is ambiguous, so a 400."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ValidationError({name: ["Give this parameter once."]})
+    return values[0] if values else None
+
+
+class CreatedRangeFilterSet(django_filters.FilterSet):
+    """Every list can be narrowed to a time range: `created_after` (inclusive), `created_before`.
+
+    A filter given with no value (`?status=`) or twice is a 400: django-filter would ignore the
+    first and use one of the second, which is never surely what the client meant.
+    """
+
+    created_after = UTCDateTimeFilter(
         field_name="created_at",
         lookup_expr="gte",
         help_text="Only those created at or after this time (ISO 8601, e.g. 2026-11-24T09:00:00Z).",
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UTCDateTimeFilter(
         field_name="created_at",
         lookup_expr="lt",
         help_text="Only those created before this time (ISO 8601).",
     )
 
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        for name in self.filters:
+            if len(self.data.getlist(name)) > 1:
+                self.form.add_error(name, "Give this parameter once.")
+                valid = False
+            elif self.data.get(name) == "":
+                self.form.add_error(name, "Must not be empty: leave the parameter out instead.")
+                valid = False
+        return valid
 
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": schema_pattern(PATTERN_REGEX),
+        "maxLength": EVENT_TYPE_MAX_LENGTH,
+    }
+)
 class EventTypeFilter(django_filters.CharFilter):
     """An exact event type (`order.created`), a prefix (`order.*`), or `*`, as subscribers use."""
 
@@ -77,7 +134,7 @@ class CreatedOrderingFilter(OrderingFilter):
     ORDERINGS = {"-created_at": ("-created_at", "-id"), "created_at": ("created_at", "id")}
 
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
-        value = request.query_params.get(self.ordering_param)
+        value = single_value(request, self.ordering_param)
         if value is None:
             return self.ORDERINGS["-created_at"]
         if value not in self.ORDERINGS:

@@ -4,6 +4,8 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
+from config.api.filters import single_value
+
 
 class CreatedCursorPagination(CursorPagination):
     """Newest first (or oldest first with `?ordering=created_at`); a cursor stays correct while
@@ -23,7 +25,7 @@ class CreatedCursorPagination(CursorPagination):
     )
 
     def get_page_size(self, request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
+        raw = single_value(request, self.page_size_query_param)
         if raw is None:
             return self.page_size
         if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
@@ -37,6 +39,7 @@ class CreatedCursorPagination(CursorPagination):
         return int(raw)
 
     def decode_cursor(self, request):
+        single_value(request, self.cursor_query_param)
         try:
             cursor = super().decode_cursor(request)
         except NotFound as exc:

@@ -146,6 +146,12 @@ class HeraldAutoSchema(AutoSchema):
             elif parameter["name"] in filters:
                 # Filters whose schema is given by hand lose their help text on the way.
                 parameter["description"] = filters[parameter["name"]].extra.get("help_text", "")
+        for parameter in operation.get("parameters", []):
+            schema = parameter.get("schema", {})
+            if parameter["name"] in filters and schema.get("type") == "string":
+                schema.setdefault(
+                    "minLength", 1
+                )  # an empty filter is a 400 (CreatedRangeFilterSet)
         responses = operation["responses"]
         for code, response in responses.items():
             if not response.get("description"):
@@ -183,3 +189,11 @@ class HeraldAutoSchema(AutoSchema):
             if self.view.parser_classes:
                 codes.append("415")
         return codes
+
+
+def forbid_unknown_request_fields(result: dict, generator, request, public) -> dict:
+    """Request bodies take only the fields they document (config.api.fields.KnownFieldsOnly)."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    return result
