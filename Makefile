@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_RECEIVER_PORT ?= 9000
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint migrate bench screenshots clean
+.PHONY: run demo test lint migrate bench contract screenshots clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -51,6 +51,12 @@ screenshots: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+# Schemathesis against gunicorn + qcluster on a fresh PostgreSQL database (tests/contract/); needs
+# root for its network namespace. E.g. make contract CONTRACT_ARGS="--max-time 600".
+contract: $(STAMP)
+	$(BIN)/python tests/contract/run.py $(CONTRACT_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* staticfiles

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.models import ApiKey
+from config.scopes import ALL_SCOPES, unknown_scopes
 
 KEY_PREFIX = "hrld"
 # last_used_at is informative, not exact: writing it on every request would cost a database
@@ -29,8 +30,12 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def api_key_create(*, name: str) -> IssuedKey:
-    return api_key_issue(api_key=ApiKey(name=name))
+def api_key_create(*, name: str, scopes: list[str] | tuple[str, ...] = ALL_SCOPES) -> IssuedKey:
+    """A new key with these scopes (all of them unless narrowed)."""
+    unknown = unknown_scopes(list(scopes))
+    if unknown:
+        raise ValueError(f"Unknown scope(s) {unknown}; known: {', '.join(ALL_SCOPES)}.")
+    return api_key_issue(api_key=ApiKey(name=name, scopes=list(dict.fromkeys(scopes))))
 
 
 def api_key_issue(*, api_key: ApiKey) -> IssuedKey:

@@ -1,12 +1,13 @@
-"""Row-by-row UPDATEs sent as one pipelined batch, for writes that differ per row."""
+"""Database helpers: pipelined row-by-row UPDATEs, and counts that stay cheap at any size."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection
-from django.db.models import Model
+from django.db import connection, connections
+from django.db.models import Model, QuerySet
 
 
 def update_rows(
@@ -37,3 +38,50 @@ def update_rows(
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
+
+
+def bounded_count(queryset: QuerySet, *, cap: int) -> tuple[int, bool]:
+    """How many rows, reading at most `cap` of them: `(count, exact)`.
+
+    Past the cap the count is PostgreSQL's planner estimate (from table statistics, no rows
+    read), never less than the cap. A metric scraped every few seconds must cost the same on a
+    table of a thousand rows and one of a billion; an estimate is the honest price of that.
+    """
+    counted = queryset.order_by()[:cap].count()
+    if counted < cap:
+        return counted, True
+    return max(cap, planner_estimate(queryset)), False
+
+
+def planner_estimate(queryset: QuerySet) -> int:
+    """The planner's row estimate for a query (PostgreSQL); an exact count elsewhere (SQLite)."""
+    db = connections[queryset.db]
+    if db.vendor != "postgresql":
+        return queryset.count()
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def rows_ever_inserted(model: type[Model]) -> int:
+    """Rows ever inserted into a model's table: a counter that deletions do not lower.
+
+    On PostgreSQL it is the table's cumulative statistics (`n_tup_ins`): free to read, up to a
+    few seconds behind, and reset only with the server's statistics (a Prometheus counter reset).
+    Elsewhere (SQLite, development) it is the current row count.
+    """
+    db = connections["default"]
+    if db.vendor != "postgresql":
+        return model.objects.count()
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_ins FROM pg_stat_user_tables "
+            "WHERE relname = %s AND schemaname = current_schema()",
+            [model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from config.scopes import Scope
+
 
 class ApiKey(models.Model):
     """A client's credential for the JSON API.
@@ -16,6 +18,12 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A list of config.scopes.Scope values. A new key may do nothing until it is granted scopes.
+    scopes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What this key may do; see the README's API section.",
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -27,3 +35,6 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: Scope | str) -> bool:
+        return scope in self.scopes

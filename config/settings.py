@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from config.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config",
     "subscribers",
@@ -110,12 +113,16 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view needs a key holding the scope it asks for (config.api.permissions).
+    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "config.api.filters.CreatedOrderingFilter",
+    ],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CreatedCursorPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.HeraldAutoSchema",
     "EXCEPTION_HANDLER": "config.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": env.int("HERALD_PAGE_SIZE", default=50),
@@ -123,28 +130,43 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
-    "DESCRIPTION": "Reliable, signed webhook delivery.",
+    "DESCRIPTION": (
+        "Reliable, signed webhook delivery. Send an API key as `Authorization: Bearer <key>`; "
+        "each operation says which scope it needs. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`. Lists are cursor-paginated, newest first: '
+        "follow `next`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The contract is public; the endpoints it describes still need a key.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Separate request and response components: read-only fields are not offered as input.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's assets come from drf-spectacular-sidecar, served by us: /api/docs/ works
+    # offline and with no third-party CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.forbid_unknown_request_fields",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "deliveries.models.Delivery.Status",
+        "HealthStatusEnum": ["ok", "unavailable"],
+    },
 }
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # django-q2 logs every enqueue at INFO; that is noise at thousands of jobs a second.
-        "django-q": {"level": env.str("HERALD_QUEUE_LOG_LEVEL", default="WARNING")},
-    },
-}
+# Logs go to stderr, one line per record. JSON (one object per line, with event_id,
+# delivery_id, subscriber_id, ... as fields) for log pipelines; plain, readable text under DEBUG.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = (env.str("LOG_FORMAT", default="") or ("plain" if DEBUG else "json")).lower()
+LOGGING = logging_config(
+    log_format=LOG_FORMAT,
+    level=LOG_LEVEL,
+    queue_level=env.str("HERALD_QUEUE_LOG_LEVEL", default="WARNING").upper(),
+)
 
 # --- Herald -------------------------------------------------------------------------------------
 
@@ -214,6 +236,16 @@ HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=64)
 # Seconds an idle dispatcher (and django-q2's job poller) waits before looking for work again.
 # On PostgreSQL new work wakes dispatchers at once (LISTEN/NOTIFY); this is the fallback.
 HERALD_QUEUE_POLL = env.float("HERALD_QUEUE_POLL", default=0.5)
+
+# GET /api/v1/health answers 503 when a due delivery or job has waited longer than this many
+# seconds (the workers are down or cannot keep up).
+HERALD_HEALTH_MAX_QUEUE_LAG = env.float("HERALD_HEALTH_MAX_QUEUE_LAG", default=300.0)
+# GET /metrics (Prometheus) without an API key. Off by default outside DEBUG: the numbers say a
+# lot about your traffic. When off, scrape with a key holding the `metrics` (or `read`) scope.
+HERALD_METRICS_PUBLIC = env.bool("HERALD_METRICS_PUBLIC", default=DEBUG)
+# Days of finished history kept: the daily prune (and `manage.py prune_history`) deletes older
+# events whose deliveries all finished, with their attempts. Work in play is always kept.
+HERALD_RETENTION_DAYS = env.float("HERALD_RETENTION_DAYS", default=30.0)
 
 # Seconds a worker owns a delivery it claimed; a worker that dies mid-request is presumed dead
 # after this and the delivery is attempted again. Must outlast the slowest request.

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from config.api.exceptions import json_not_found
 from config.api.health import health
+from config.api.metrics import MetricsView, PrometheusMetricsView
 from config.dashboard.views import dashboard, dashboard_demo, dashboard_live
 from deadletters.api import DeadLetterViewSet
 from deliveries.api import DeliveryViewSet, SubscriberHealthView
@@ -23,6 +24,9 @@ router.register("sources", SourceViewSet, basename="source")
 
 urlpatterns = [
     path("api/v1/health", health, name="health"),
+    path("api/v1/metrics", MetricsView.as_view(), name="metrics"),
+    # Where Prometheus looks by default.
+    path("metrics", PrometheusMetricsView.as_view(), name="prometheus-metrics"),
     path(
         "api/v1/subscribers/<uuid:pk>/health",
         SubscriberHealthView.as_view(),

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from config.db import bounded_count
 from deadletters.models import DeadLetter
 
 
@@ -51,3 +52,8 @@ def dead_letters_matching(
         else:
             letters = letters.filter(delivery__event__event_type=event_type_pattern)
     return letters.order_by("created_at")
+
+
+def unresolved_dead_letters_count(*, cap: int) -> tuple[int, bool]:
+    """Through the `deadletter_unresolved_idx` partial index: exact up to `cap`."""
+    return bounded_count(DeadLetter.objects.filter(resolved_at=None), cap=cap)

@@ -46,7 +46,7 @@ def dead_letters_replay(*, dead_letters: QuerySet[DeadLetter], now: datetime) ->
         now=now,
     )
     if letter_ids:
-        logger.info("dead letters replayed count=%s", len(letter_ids))
+        logger.info("dead letters replayed", extra={"count": len(letter_ids)})
     return Outcome(done=len(letter_ids), skipped=selected - len(letter_ids), ids=tuple(letter_ids))
 
 

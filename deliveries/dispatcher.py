@@ -27,7 +27,7 @@ from django.db import (
 from django.db.models import Min
 from django.utils import timezone
 
-from deliveries import policy
+from deliveries import heartbeat, policy
 from deliveries.claims import Claim, deliveries_claim
 from deliveries.outcomes import Sent, deliveries_record_outcomes
 from deliveries.selectors import queued
@@ -118,6 +118,7 @@ class Dispatcher:
             self._record()
 
     def _cycle(self) -> None:
+        heartbeat.beat()  # rate-limited inside: one small write every few seconds
         self._take_all_waiting()
         self._record()
         wanted = self.concurrency - self._in_flight
@@ -143,7 +144,9 @@ class Dispatcher:
         try:
             result = send(claim.request, **self._send_options)
         except Exception as exc:  # a bug must not strand the claim: record it as a failure
-            logger.exception("sending delivery_id=%s failed unexpectedly", claim.delivery.pk)
+            logger.exception(
+                "sending failed unexpectedly", extra={"delivery_id": str(claim.delivery.pk)}
+            )
             result = SendResult(status_code=None, duration_ms=0, error=f"internal error: {exc}")
         self._inbox.put(Sent(claim, result))
 
@@ -212,15 +215,18 @@ class Dispatcher:
 
 
 def log_attempt(sent: Sent, outcome: str) -> None:
+    """One line per attempt, its ids as fields (see config.logging); `status` is the outcome."""
     delivery = sent.claim.delivery
     logger.info(
-        "delivery attempt delivery_id=%s event_id=%s subscriber_id=%s attempt=%s "
-        "status_code=%s duration_ms=%s outcome=%s",
-        delivery.pk,
-        delivery.event_id,
-        delivery.subscriber_id,
-        sent.claim.attempt.number,
-        sent.result.status_code,
-        sent.result.duration_ms,
-        outcome,
+        "delivery attempt",
+        extra={
+            "event_id": str(delivery.event_id),
+            "delivery_id": str(delivery.pk),
+            "subscriber_id": str(delivery.subscriber_id),
+            "attempt": sent.claim.attempt.number,
+            "status": outcome,
+            "status_code": sent.result.status_code,
+            "duration_ms": sent.result.duration_ms,
+            **({"error": sent.result.error[:500]} if sent.result.error else {}),
+        },
     )

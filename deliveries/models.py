@@ -54,6 +54,13 @@ class Delivery(models.Model):
                 condition=models.Q(status__in=["pending", "retrying"], enqueued_at__isnull=False),
                 name="delivery_ready_idx",
             ),
+            # Held work (paused subscriber, open circuit): counted by the metrics, released per
+            # subscriber, and swept; kept apart so none of them scans the queued or the finished.
+            models.Index(
+                fields=["subscriber", "next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retrying"], enqueued_at__isnull=True),
+                name="delivery_held_idx",
+            ),
             models.Index(
                 fields=["lease_until"],
                 condition=models.Q(status="in_flight"),
@@ -115,3 +122,18 @@ class DeliveryAttempt(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WorkerHeartbeat(models.Model):
+    """A delivery dispatcher's last sign of life: one row per worker process.
+
+    Each dispatcher writes its row every few seconds (deliveries.heartbeat), so the health check
+    and the metrics can tell, from the database every process shares, whether any worker is up.
+    """
+
+    worker = models.CharField(max_length=200, unique=True, help_text="host:pid")
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

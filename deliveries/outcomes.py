@@ -17,6 +17,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.queue import enqueue_probe
 from deliveries.retry import parse_retry_after
 from deliveries.sender import RETRY_AFTER_STATUSES, SendResult
+from deliveries.signals import delivery_dead_lettered
 from subscribers.circuit import (
     BreakerSettings,
     circuit_record_failure,
@@ -200,9 +201,8 @@ def _record_failure(sent: Sent, *, now: datetime) -> str:
 
 def _log_superseded(claim: Claim) -> None:
     logger.warning(
-        "outcome of a superseded attempt ignored delivery_id=%s attempt=%s",
-        claim.delivery.pk,
-        claim.attempt.number,
+        "outcome of a superseded attempt ignored",
+        extra={"delivery_id": str(claim.delivery.pk), "attempt": claim.attempt.number},
     )
 
 
@@ -253,11 +253,18 @@ def dead_letter(
         updated_at=now,
     )
     delivery.status = Delivery.Status.FAILED
-    DeadLetter.objects.create(delivery_id=delivery.pk, reason=reason, last_status_code=status_code)
+    letter = DeadLetter.objects.create(
+        delivery_id=delivery.pk, reason=reason, last_status_code=status_code
+    )
+    delivery_dead_lettered.send(sender=Delivery, delivery=delivery, dead_letter=letter, now=now)
     logger.warning(
-        "delivery dead-lettered delivery_id=%s event_id=%s subscriber_id=%s reason=%s",
-        delivery.pk,
-        delivery.event_id,
-        delivery.subscriber_id,
-        reason,
+        "delivery dead-lettered",
+        extra={
+            "event_id": str(delivery.event_id),
+            "delivery_id": str(delivery.pk),
+            "subscriber_id": str(delivery.subscriber_id),
+            "status": "failed",
+            "status_code": status_code,
+            "reason": reason,
+        },
     )

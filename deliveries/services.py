@@ -126,7 +126,9 @@ def held_deliveries_release(*, subscriber_id, now: datetime) -> int:
             rows=[(slot, slot, now, now, pk) for pk, slot in zip(ids, slots, strict=True)],
         )
     wake_dispatchers()
-    logger.info("held deliveries released subscriber_id=%s count=%s", subscriber_id, len(ids))
+    logger.info(
+        "held deliveries released", extra={"subscriber_id": str(subscriber_id), "count": len(ids)}
+    )
     return len(ids)
 
 

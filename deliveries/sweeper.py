@@ -30,7 +30,7 @@ def deliveries_sweep(*, now: datetime, batch_size: int = 1000) -> int:
             break
     probes = _queue_due_probes(now=now)
     if total or probes:
-        logger.info("sweeper queued deliveries=%s probes=%s", total, probes)
+        logger.info("sweeper queued work", extra={"deliveries": total, "probes": probes})
     return total
 
 

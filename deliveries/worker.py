@@ -36,9 +36,8 @@ def start_dispatcher(**kwargs) -> None:
     # instead runs `finish` first.
     signal.signal(signal.SIGTERM, _exit_normally)
     logger.info(
-        "delivery dispatcher started proc=%s concurrency=%s",
-        kwargs.get("proc_name"),
-        dispatcher.concurrency,
+        "delivery dispatcher started",
+        extra={"proc": kwargs.get("proc_name"), "concurrency": dispatcher.concurrency},
     )
 
 

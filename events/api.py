@@ -6,31 +6,58 @@ import json
 
 import django_filters
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api.exceptions import Conflict
-from config.api.filters import CreatedRangeFilterSet
+from config.api.fields import KnownFieldsOnly, StrictCharField
+from config.api.filters import CreatedRangeFilterSet, EventTypeFilter
 from config.api.parsers import storable_in_jsonb
 from config.api.routing import UUID_PATTERN
+from config.api.schema import error_response
+from config.scopes import Scope
 from deliveries.models import Delivery
 from events.models import Event
+from events.operational import RESERVED_PREFIX
 from events.selectors import event_with_deliveries, events_list
 from events.services import EventInput, IdempotencyConflict, event_create, events_create
-from subscribers.matching import EVENT_TYPE_MAX_LENGTH, is_valid_event_type
+from subscribers.matching import (
+    EVENT_TYPE_MAX_LENGTH,
+    EVENT_TYPE_REGEX,
+    is_valid_event_type,
+    schema_pattern,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": schema_pattern(EVENT_TYPE_REGEX),
+        "maxLength": EVENT_TYPE_MAX_LENGTH,
+    }
+)
 class EventTypeField(serializers.CharField):
     default_error_messages = {
         "invalid_event_type": (
             "Must be lowercase words (letters, digits, '_' or '-') joined by dots, "
             "e.g. 'order.created'."
+        ),
+        "reserved": (
+            f"Event types starting '{RESERVED_PREFIX}' are Herald's own operational events."
         ),
     }
 
@@ -44,9 +71,12 @@ class EventTypeField(serializers.CharField):
         value = super().to_internal_value(data)
         if not is_valid_event_type(value):
             self.fail("invalid_event_type")
+        if value.startswith(RESERVED_PREFIX):
+            self.fail("reserved")
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(serializers.JSONField):
     # Doubled braces: DRF formats error messages with str.format.
     default_error_messages = {
@@ -62,13 +92,32 @@ class JSONObjectField(serializers.JSONField):
         return super().to_internal_value(data)
 
 
-class EventInputSerializer(serializers.Serializer):
-    event_type = EventTypeField()
-    payload = JSONObjectField()
+EVENT_EXAMPLE = {
+    "id": "9b2e7c1a-5d3f-4e8b-a6c4-1f0d2e3b4a59",
+    "event_type": "order.created",
+    "payload": {"order_id": 42, "total": "19.90"},
+    "created_at": "2026-11-24T09:00:00Z",
+    "delivery_count": 2,
+}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "An order was created",
+            value={"event_type": "order.created", "payload": {"order_id": 42, "total": "19.90"}},
+        )
+    ]
+)
+class EventInputSerializer(KnownFieldsOnly, serializers.Serializer):
+    event_type = EventTypeField(
+        help_text="Lowercase words joined by dots; `herald.*` is reserved for Herald's own events."
+    )
+    payload = JSONObjectField(help_text="Any JSON object; sent to receivers as `data`.")
 
 
 class BatchEventInputSerializer(EventInputSerializer):
-    idempotency_key = serializers.CharField(
+    idempotency_key = StrictCharField(
         max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         required=False,
         help_text="Per event, like the Idempotency-Key header of a single event.",
@@ -89,8 +138,31 @@ class BatchEventInputSerializer(EventInputSerializer):
         return value
 
 
-class BatchInputSerializer(serializers.Serializer):
-    events = BatchEventInputSerializer(many=True, allow_empty=False)
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Two events",
+            value={
+                "events": [
+                    {
+                        "event_type": "order.created",
+                        "payload": {"order_id": 42},
+                        "idempotency_key": "order-42-created",
+                    },
+                    {"event_type": "invoice.paid", "payload": {"invoice_id": 7}},
+                ]
+            },
+        )
+    ]
+)
+class BatchInputSerializer(KnownFieldsOnly, serializers.Serializer):
+    events = serializers.ListField(
+        child=BatchEventInputSerializer(),
+        allow_empty=False,
+        min_length=1,
+        max_length=settings.HERALD_MAX_BATCH_EVENTS,
+        help_text="At most HERALD_MAX_BATCH_EVENTS (500).",
+    )
 
     def validate_events(self, value: list) -> list:
         if len(value) > settings.HERALD_MAX_BATCH_EVENTS:
@@ -100,14 +172,39 @@ class BatchInputSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_serializer(
+    examples=[OpenApiExample("An event", EVENT_EXAMPLE, status_codes=["200", "202"])]
+)
 class EventSerializer(serializers.ModelSerializer):
-    delivery_count = serializers.IntegerField(read_only=True)
+    delivery_count = serializers.IntegerField(
+        read_only=True, help_text="How many subscribers it was fanned out to."
+    )
 
     class Meta:
         model = Event
         fields = ["id", "event_type", "payload", "created_at", "delivery_count"]
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Two events stored",
+            {
+                "events": [
+                    EVENT_EXAMPLE,
+                    {
+                        **EVENT_EXAMPLE,
+                        "id": "0c4d8e2f-1a3b-4c5d-8e9f-a0b1c2d3e4f5",
+                        "event_type": "invoice.paid",
+                        "payload": {"invoice_id": 7},
+                        "delivery_count": 1,
+                    },
+                ]
+            },
+            status_codes=["200", "202"],
+        )
+    ]
+)
 class BatchResultSerializer(serializers.Serializer):
     events = EventSerializer(many=True, help_text="In the order they were sent.")
 
@@ -129,11 +226,36 @@ class EventDeliverySerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "An event and its deliveries",
+            {
+                **EVENT_EXAMPLE,
+                "source": None,
+                "source_delivery_id": "",
+                "deliveries": [
+                    {
+                        "id": "6d0f6a4e-7c2b-4f3a-9a51-0b8e3c2d1f47",
+                        "subscriber_id": "3f1c2b9e-8d4a-4c1e-9b7a-2d6f0e5a1c33",
+                        "subscriber_name": "billing",
+                        "status": "delivered",
+                        "attempt_count": 1,
+                        "next_attempt_at": None,
+                        "last_status_code": 200,
+                        "delivered_at": "2026-11-24T09:00:00.210Z",
+                    }
+                ],
+            },
+        )
+    ]
+)
 class EventDetailSerializer(EventSerializer):
     deliveries = EventDeliverySerializer(many=True, read_only=True)
     source = serializers.SlugRelatedField(
         slug_field="slug",
         read_only=True,
+        allow_null=True,
         help_text="The inbound source that sent it (null for events posted through the API).",
     )
 
@@ -142,14 +264,23 @@ class EventDetailSerializer(EventSerializer):
 
 
 class EventFilter(CreatedRangeFilterSet):
-    event_type = django_filters.CharFilter()
+    event_type = EventTypeFilter()
+    source = django_filters.CharFilter(
+        field_name="source__slug",
+        help_text="Only the inbound webhooks of the source with this slug.",
+    )
 
     class Meta:
         model = Event
-        fields = ["event_type", "created_after", "created_before"]
+        fields = ["event_type", "source", "created_after", "created_before"]
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List events"),
+    retrieve=extend_schema(summary="Get an event with its deliveries"),
+)
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    write_scope = Scope.EVENTS_PUBLISH
     filterset_class = EventFilter
     lookup_value_regex = UUID_PATTERN
 
@@ -160,11 +291,23 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         return EventDetailSerializer if self.action == "retrieve" else EventSerializer
 
     @extend_schema(
+        summary="Publish an event",
+        description="Stores the event and queues one delivery per matching subscriber, in one "
+        "transaction: a 202 means it will be delivered or end as a dead letter.",
         request=EventInputSerializer,
-        responses={202: EventSerializer, 200: EventSerializer},
+        responses={
+            202: OpenApiResponse(EventSerializer, description="Stored and queued for delivery."),
+            200: OpenApiResponse(
+                EventSerializer,
+                description="The Idempotency-Key was used before with the same body: the "
+                "original event, nothing stored.",
+            ),
+            409: error_response("409", "The Idempotency-Key was used with another body."),
+        },
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
+                type={"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
                 location=OpenApiParameter.HEADER,
                 required=False,
                 description="Retry-safe creation: the same key and body return the original "
@@ -205,8 +348,16 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         return settings.HERALD_MAX_PAYLOAD_BYTES
 
     @extend_schema(
+        summary="Publish up to 500 events at once",
         request=BatchInputSerializer,
-        responses={202: BatchResultSerializer, 200: BatchResultSerializer},
+        responses={
+            202: OpenApiResponse(BatchResultSerializer, description="Stored, in the order sent."),
+            200: OpenApiResponse(
+                BatchResultSerializer,
+                description="Every event repeated an earlier idempotency key: the originals.",
+            ),
+            409: error_response("409", "An idempotency key was used before with another event."),
+        },
     )
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:

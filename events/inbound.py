@@ -42,7 +42,9 @@ def inbound_verify(
         )
     except SignatureError as exc:
         source_record_rejection(source=source, reason=exc.reason, now=now)
-        logger.warning("inbound webhook rejected source=%s reason=%s", source.slug, exc.reason)
+        logger.warning(
+            "inbound webhook rejected", extra={"source": source.slug, "reason": exc.reason}
+        )
         raise
 
 
@@ -64,11 +66,12 @@ def inbound_ingest(*, source: Source, payload: Any, headers: Mapping[str, str]) 
         delivery_id=_delivery_id(delivery_id, field=id_field),
     )
     logger.info(
-        "inbound webhook %s source=%s event_id=%s delivery_id=%s",
-        "accepted" if ingested.created else "repeated",
-        source.slug,
-        ingested.event.id,
-        ingested.event.source_delivery_id,
+        "inbound webhook accepted" if ingested.created else "inbound webhook repeated",
+        extra={
+            "source": source.slug,
+            "event_id": str(ingested.event.id),
+            "source_delivery_id": ingested.event.source_delivery_id,
+        },
     )
     return ingested
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -12,6 +13,16 @@ from django.utils import timezone
 SOURCE_SLUG_RE = r"^[a-z0-9][a-z0-9_-]*\Z"
 SOURCE_SLUG_MAX_LENGTH = 50
 SOURCE_SECRET_MAX_LENGTH = 255
+# Herald's own operational events are `herald.*`: no sender may publish under that name.
+RESERVED_SOURCE_SLUG = "herald"
+
+
+def validate_source_slug_not_reserved(slug: str) -> None:
+    if slug == RESERVED_SOURCE_SLUG:
+        raise ValidationError(
+            f"'{RESERVED_SOURCE_SLUG}' is reserved: its event types are Herald's operational "
+            "events."
+        )
 
 
 class Source(models.Model):
@@ -38,7 +49,8 @@ class Source(models.Model):
                 SOURCE_SLUG_RE,
                 "Lowercase letters, digits, '_' or '-', starting with a letter or digit, "
                 "e.g. 'github'.",
-            )
+            ),
+            validate_source_slug_not_reserved,
         ],
         help_text="Names the URL, /api/v1/ingest/{slug}, and prefixes its event types "
         "(github.issues.opened).",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from config.db import rows_ever_inserted
 from deliveries.models import Delivery
 from events.models import Event, Source
 
@@ -76,3 +77,8 @@ def source_recent_events(*, source: Source, limit: int = 10) -> list[Event]:
         .only("id", "event_type", "source_delivery_id", "created_at")
         .order_by("-created_at")[:limit]
     )
+
+
+def events_ingested_total() -> int:
+    """Events ever stored (a counter: pruning history does not lower it); see rows_ever_inserted."""
+    return rows_ever_inserted(Event)

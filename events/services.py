@@ -135,6 +135,19 @@ def _store(
     ]
 
 
+def operational_events_publish(
+    *, events: Sequence[tuple[str, dict[str, Any]]], now: datetime
+) -> list[Event]:
+    """Store Herald's own events and fan them out, in the caller's transaction (see
+    events.operational): they commit with the state change they report, or not at all."""
+    new_events = [
+        Event(event_type=event_type, payload=payload, created_at=now)
+        for event_type, payload in events
+    ]
+    _publish(new_events, now=now)
+    return new_events
+
+
 def event_receive(
     *, source: Source, event_type: str, payload: dict[str, Any], delivery_id: str = ""
 ) -> Ingested:
@@ -183,10 +196,14 @@ def _publish(new_events: list[Event], *, now: datetime) -> dict[Any, list[Subscr
     }
     fan_out(targets=list(targets.items()), now=now)
     if new_events:
+        # A batch logs one line: its first event's id and how many came with it.
         logger.info(
-            "events accepted count=%s first_event_id=%s deliveries=%s",
-            len(new_events),
-            new_events[0].id,
-            sum(len(matched) for matched in targets.values()),
+            "events accepted",
+            extra={
+                "event_id": str(new_events[0].id),
+                "event_type": new_events[0].event_type,
+                "count": len(new_events),
+                "deliveries": sum(len(matched) for matched in targets.values()),
+            },
         )
     return targets

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
 import django_filters
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
-    inline_serializer,
+    extend_schema_serializer,
+    extend_schema_view,
 )
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -23,10 +25,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.exceptions import Conflict
-from config.api.filters import StrictBooleanFilter
+from config.api.exceptions import Conflict, validate
+from config.api.fields import (
+    KnownFieldsOnly,
+    StrictBooleanField,
+    StrictCharField,
+    StrictModelSerializer,
+)
+from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.parsers import parse_json, read_bounded
 from config.api.routing import UUID_PATTERN
+from config.api.schema import error_response
+from config.scopes import Scope
 from events.inbound import InboundInvalid, inbound_ingest, inbound_verify
 from events.models import Event, Source
 from events.selectors import active_source
@@ -39,7 +49,12 @@ from events.sources import (
 )
 from events.verification import SignatureError
 
-FIELD_PATH_RE = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+# A validator, not a check in validate(): the schema then shows the pattern to clients.
+FIELD_PATH = RegexValidator(
+    # Whitespace spelled out: Python's \s and JavaScript's (the schema's) differ.
+    r"^[^. \t\n\r\f\v]+(\.[^. \t\n\r\f\v]+)*\Z",
+    "A body field name, with dots to reach into objects, e.g. 'event.name'.",
+)
 
 
 class InvalidSignature(exceptions.APIException):
@@ -49,18 +64,16 @@ class InvalidSignature(exceptions.APIException):
     default_detail = "The request is not signed by this source."
 
 
-ERROR_RESPONSE = inline_serializer(
-    "InboundError",
+INBOUND_ACCEPTED_EXAMPLE = OpenApiExample(
+    "Accepted",
     {
-        "error": inline_serializer(
-            "InboundErrorDetail",
-            {
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(),
-            },
-        )
+        "id": "0e7d1c2b-4a5f-4e6d-9c8b-7a6f5e4d3c2b",
+        "event_type": "github.issues.opened",
+        "created_at": "2026-11-24T09:00:00Z",
+        "delivery_count": 1,
     },
+    response_only=True,
+    status_codes=["200", "202"],
 )
 
 
@@ -93,16 +106,44 @@ class InboundWebhookView(APIView):
             "matching subscribers. The sender's delivery id makes a redelivery return the "
             "original event with 200."
         ),
+        parameters=[
+            OpenApiParameter(
+                "slug",
+                location=OpenApiParameter.PATH,
+                description="The source's slug, as in its `ingest_url`.",
+            )
+        ],
         request={"application/json": OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "A GitHub issue opened",
+                {"action": "opened", "issue": {"number": 1347, "title": "Found a bug"}},
+                request_only=True,
+            ),
+            INBOUND_ACCEPTED_EXAMPLE,
+        ],
         responses={
-            202: InboundAcceptedSerializer,
+            202: OpenApiResponse(
+                InboundAcceptedSerializer, description="Verified, stored and fanned out."
+            ),
             200: OpenApiResponse(
                 InboundAcceptedSerializer, description="A redelivery: the original event."
             ),
-            400: OpenApiResponse(ERROR_RESPONSE, description="Not JSON, or no event type."),
-            401: OpenApiResponse(ERROR_RESPONSE, description="Missing or bad signature."),
-            404: OpenApiResponse(ERROR_RESPONSE, description="No active source with this slug."),
-            413: OpenApiResponse(ERROR_RESPONSE, description="Over HERALD_MAX_PAYLOAD_BYTES."),
+            400: error_response(
+                "400",
+                "Not JSON, or no event type.",
+                message="body: Must be a JSON object.",
+            ),
+            401: error_response(
+                "401",
+                "Missing or bad signature.",
+                error_code="invalid_signature",
+                message="X-Hub-Signature-256 does not match the body.",
+            ),
+            404: error_response(
+                "404", "No active source with this slug.", message="No active source 'gh'."
+            ),
+            413: error_response("413", "Over HERALD_MAX_PAYLOAD_BYTES."),
         },
         auth=[],
     )
@@ -131,7 +172,30 @@ class InboundWebhookView(APIView):
         )
 
 
-class SourceSerializer(serializers.ModelSerializer):
+SOURCE_EXAMPLE = {
+    "id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+    "slug": "github",
+    "name": "GitHub org",
+    "scheme": "github",
+    "is_active": True,
+    "event_type_field": "type",
+    "ingest_url": "https://herald.example.com/api/v1/ingest/github",
+    "previous_secret_expires_at": None,
+    "rejected_count": 0,
+    "last_rejected_at": None,
+    "last_rejection_reason": "",
+    "created_at": "2026-11-24T09:00:00Z",
+    "updated_at": "2026-11-24T09:00:00Z",
+}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample("A source", SOURCE_EXAMPLE, response_only=True),
+        OpenApiExample("Deactivate", {"is_active": False}, request_only=True),
+    ]
+)
+class SourceSerializer(StrictModelSerializer):
     ingest_url = serializers.SerializerMethodField(
         help_text="Give this URL to the provider as the webhook endpoint."
     )
@@ -153,8 +217,11 @@ class SourceSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"event_type_field": {"validators": [FIELD_PATH]}}
+        # The scheme is chosen once, on creation (SourceWithSecretSerializer).
         read_only_fields = [
             "id",
+            "scheme",
             "previous_secret_expires_at",
             "rejected_count",
             "last_rejected_at",
@@ -169,33 +236,31 @@ class SourceSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
 
-    def validate_scheme(self, value: str) -> str:
-        if self.instance is not None and value != self.instance.scheme:
-            raise serializers.ValidationError(
-                "Cannot be changed: the secret and the senders belong to the scheme. "
-                "Create a new source instead."
-            )
-        return value
-
-    def validate_event_type_field(self, value: str) -> str:
-        if not FIELD_PATH_RE.fullmatch(value):
-            raise serializers.ValidationError(
-                "A body field name, with dots to reach into objects, e.g. 'event.name'."
-            )
-        return value
-
-    def validate(self, attrs: dict) -> dict:
-        if self.instance is not None and "secret" in self.initial_data:
-            raise serializers.ValidationError(
-                {"secret": ["Cannot be changed here: POST /sources/{id}/rotate-secret."]}
-            )
-        return attrs
+    field_messages = {
+        "secret": "Cannot be changed here: POST /sources/{id}/rotate-secret.",
+        "scheme": "Cannot be changed: the secret and the senders belong to the scheme. "
+        "Create a new source instead.",
+    }
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A GitHub source with a generated secret",
+            {"slug": "github", "name": "GitHub org", "scheme": "github"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "Created, with its secret",
+            {**SOURCE_EXAMPLE, "secret": "3q2mT0x9b1Yk8rVf6JcW4nZp7HsLdA5e"},
+            response_only=True,
+        ),
+    ]
+)
 class SourceWithSecretSerializer(SourceSerializer):
     """Creation's input and output: the only response, with rotation's, that shows the secret."""
 
-    secret = serializers.CharField(
+    secret = StrictCharField(
         required=False,
         max_length=255,
         help_text="The provider's signing secret, to paste one (Stripe's whsec_...); generated "
@@ -204,6 +269,8 @@ class SourceWithSecretSerializer(SourceSerializer):
 
     class Meta(SourceSerializer.Meta):
         fields = [*SourceSerializer.Meta.fields, "secret"]
+        read_only_fields = [f for f in SourceSerializer.Meta.read_only_fields if f != "scheme"]
+        extra_kwargs = {**SourceSerializer.Meta.extra_kwargs, "scheme": {"required": True}}
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -215,37 +282,65 @@ class SourceWithSecretSerializer(SourceSerializer):
         return attrs
 
 
-class RotateSecretSerializer(serializers.Serializer):
-    secret = serializers.CharField(
+@extend_schema_serializer(
+    examples=[OpenApiExample("Generate a new secret, keep the old for a while", {})]
+)
+class RotateSecretSerializer(KnownFieldsOnly, serializers.Serializer):
+    secret = StrictCharField(
         required=False, max_length=255, help_text="The new secret; generated when absent."
     )
-    keep_previous = serializers.BooleanField(
+    keep_previous = StrictBooleanField(
         default=True,
         help_text="Keep accepting the old secret for HERALD_SOURCE_ROTATION_HOURS while the "
         "sender switches (true), or stop at once because it leaked (false).",
     )
 
 
-class SourceFilter(django_filters.FilterSet):
-    is_active = StrictBooleanFilter()
-    scheme = django_filters.ChoiceFilter(choices=Source.Scheme.choices)
+class SourceFilter(CreatedRangeFilterSet):
+    is_active = StrictBooleanFilter(help_text="`false`: deactivated, its URL answers 404.")
+    scheme = django_filters.ChoiceFilter(
+        choices=Source.Scheme.choices, help_text="Only sources of this scheme."
+    )
 
     class Meta:
         model = Source
-        fields = ["is_active", "scheme"]
+        fields = ["is_active", "scheme", "created_after", "created_before"]
 
 
+SLUG_TAKEN = error_response(
+    "409",
+    "Another source has this slug.",
+    message="slug: source with this slug already exists.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List inbound sources"),
+    retrieve=extend_schema(summary="Get an inbound source"),
+    partial_update=extend_schema(
+        summary="Change an inbound source",
+        description="Change `slug`, `name`, `event_type_field` or `is_active`; the secret changes "
+        "only through rotate-secret, the scheme never.",
+        responses={200: SourceSerializer, 409: SLUG_TAKEN},
+    ),
+)
 class SourceViewSet(viewsets.ModelViewSet):
+    write_scope = Scope.SOURCES_MANAGE
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_PATTERN
     filterset_class = SourceFilter
 
-    @extend_schema(request=SourceWithSecretSerializer, responses={201: SourceWithSecretSerializer})
+    @extend_schema(
+        summary="Create an inbound source",
+        description="The response is the only one, with rotate-secret's, that shows the `secret`.",
+        request=SourceWithSecretSerializer,
+        responses={201: SourceWithSecretSerializer, 409: SLUG_TAKEN},
+    )
     def create(self, request: Request) -> Response:
         serializer = SourceWithSecretSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        validate(serializer)
         source = source_create(**serializer.validated_data)
         return Response(
             SourceWithSecretSerializer(source, context=self.get_serializer_context()).data,
@@ -255,12 +350,23 @@ class SourceViewSet(viewsets.ModelViewSet):
     def partial_update(self, request: Request, pk=None) -> Response:
         source = self.get_object()
         serializer = SourceSerializer(source, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
+        validate(serializer)
         changes = {k: v for k, v in serializer.validated_data.items() if k != "scheme"}
         source = source_update(source=source, changes=changes)
         return Response(SourceSerializer(source, context=self.get_serializer_context()).data)
 
-    @extend_schema(responses={204: None, 409: OpenApiResponse(ERROR_RESPONSE)})
+    @extend_schema(
+        summary="Delete an inbound source",
+        responses={
+            204: None,
+            409: error_response(
+                "409",
+                "The source has events: deactivate it instead.",
+                message="This source has events, and their delivery ids guard against replays: "
+                'deactivate it instead (PATCH {"is_active": false}).',
+            ),
+        },
+    )
     def destroy(self, request: Request, pk=None) -> Response:
         source = self.get_object()
         try:
@@ -272,7 +378,11 @@ class SourceViewSet(viewsets.ModelViewSet):
             ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=RotateSecretSerializer, responses={200: SourceWithSecretSerializer})
+    @extend_schema(
+        summary="Rotate an inbound source's secret",
+        request=RotateSecretSerializer,
+        responses={200: SourceWithSecretSerializer},
+    )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk=None) -> Response:
         """A new secret (yours, or generated), shown once; the old one lasts the grace period."""

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-import django_filters
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    extend_schema,
+    extend_schema_serializer,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api.filters import StrictBooleanFilter
+from config.api.fields import (
+    KnownFieldsOnly,
+    StrictCharField,
+    StrictFloatField,
+    StrictModelSerializer,
+)
+from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
+from config.scopes import Scope
 from subscribers.circuit import circuits_open, circuits_reset
-from subscribers.matching import is_valid_pattern
+from subscribers.matching import (
+    EVENT_TYPE_MAX_LENGTH,
+    PATTERN_REGEX,
+    is_valid_pattern,
+    schema_pattern,
+)
 from subscribers.models import Subscriber
 from subscribers.services import (
     subscriber_create,
@@ -25,15 +42,52 @@ from subscribers.urls_safety import UnsafeEndpoint, check_endpoint_url
 
 MAX_PATTERNS = 100
 
+SUBSCRIBER_EXAMPLE = {
+    "id": "3f1c2b9e-8d4a-4c1e-9b7a-2d6f0e5a1c33",
+    "name": "billing",
+    "endpoint_url": "https://billing.example.com/webhooks/herald",
+    "event_types": ["order.*", "invoice.paid"],
+    "rate_limit_per_second": 50.0,
+    "is_active": True,
+    "deactivated_reason": "",
+    "circuit_state": "closed",
+    "created_at": "2026-11-24T09:00:00Z",
+    "updated_at": "2026-11-24T09:00:00Z",
+}
 
-class SubscriberSerializer(serializers.ModelSerializer):
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Subscribe to orders and paid invoices",
+            value={
+                "name": "billing",
+                "endpoint_url": "https://billing.example.com/webhooks/herald",
+                "event_types": ["order.*", "invoice.paid"],
+                "rate_limit_per_second": 50,
+            },
+            request_only=True,
+        ),
+        OpenApiExample("A subscriber", value=SUBSCRIBER_EXAMPLE, response_only=True),
+    ]
+)
+class SubscriberSerializer(StrictModelSerializer):
     event_types = serializers.ListField(
-        child=serializers.CharField(max_length=202),
+        child=StrictCharField(
+            max_length=EVENT_TYPE_MAX_LENGTH,
+            validators=[
+                RegexValidator(
+                    schema_pattern(PATTERN_REGEX),
+                    "Use exact types like 'invoice.paid', prefixes like 'order.*', or '*'.",
+                )
+            ],
+        ),
         allow_empty=False,
+        min_length=1,
         max_length=MAX_PATTERNS,
         help_text="Exact types ('invoice.paid'), prefixes ('order.*') or '*' for everything.",
     )
-    rate_limit_per_second = serializers.FloatField(
+    rate_limit_per_second = StrictFloatField(
         required=False, allow_null=True, min_value=0.001, max_value=100_000
     )
 
@@ -78,6 +132,22 @@ class SubscriberSerializer(serializers.ModelSerializer):
         return list(dict.fromkeys(value))
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Created, with its signing secret",
+            value={**SUBSCRIBER_EXAMPLE, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+            response_only=True,
+            status_codes=["201"],
+        ),
+        OpenApiExample(
+            "Rotated: the new signing secret",
+            value={**SUBSCRIBER_EXAMPLE, "secret": "whsec_Qm9yZWFsaXNTdGlsbFNlY3JldDEyMzQ1Njc4"},
+            response_only=True,
+            status_codes=["200"],
+        ),
+    ]
+)
 class SubscriberCreatedSerializer(SubscriberSerializer):
     """The only responses that carry the signing secret: creation and rotation."""
 
@@ -86,25 +156,70 @@ class SubscriberCreatedSerializer(SubscriberSerializer):
         read_only_fields = [*SubscriberSerializer.Meta.read_only_fields, "secret"]
 
 
-class SubscriberFilter(django_filters.FilterSet):
-    is_active = StrictBooleanFilter()
+class SubscriberFilter(CreatedRangeFilterSet):
+    is_active = StrictBooleanFilter(help_text="`true`: sending; `false`: paused or deactivated.")
 
     class Meta:
         model = Subscriber
-        fields = ["is_active"]
+        fields = ["is_active", "created_after", "created_before"]
 
 
-class OpenCircuitSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, default="opened by an operator")
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Receiver maintenance", value={"reason": "receiver maintenance until 10:00 UTC"}
+        )
+    ]
+)
+class OpenCircuitSerializer(KnownFieldsOnly, serializers.Serializer):
+    reason = StrictCharField(
+        max_length=500,
+        required=False,
+        default="opened by an operator",
+        help_text="Shown on the subscriber until the circuit is reset.",
+    )
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List subscribers"),
+    retrieve=extend_schema(summary="Get a subscriber"),
+    partial_update=extend_schema(
+        summary="Change a subscriber",
+        description="Change any of `name`, `endpoint_url`, `event_types`, "
+        "`rate_limit_per_second`, `is_active`. `is_active: false` pauses it: events published "
+        "meanwhile are not for it, and deliveries already made wait; `true` resumes it and "
+        "sends them.",
+        examples=[
+            OpenApiExample("Pause", value={"is_active": False}, request_only=True),
+            OpenApiExample(
+                "Paused",
+                value={
+                    **SUBSCRIBER_EXAMPLE,
+                    "is_active": False,
+                    "deactivated_reason": "paused through the API",
+                },
+                response_only=True,
+            ),
+        ],
+    ),
+    destroy=extend_schema(
+        summary="Delete a subscriber", description="Its deliveries and their history go too."
+    ),
+)
 class SubscriberViewSet(viewsets.ModelViewSet):
+    write_scope = Scope.SUBSCRIBERS_MANAGE
     queryset = Subscriber.objects.all()
     serializer_class = SubscriberSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_PATTERN
     filterset_class = SubscriberFilter
 
+    @extend_schema(
+        summary="Create a subscriber",
+        description="The response is the only one that shows the signing `secret`.",
+        request=SubscriberSerializer,
+        responses={201: SubscriberCreatedSerializer},
+    )
     def create(self, request: Request) -> Response:
         serializer = SubscriberSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -126,7 +241,11 @@ class SubscriberViewSet(viewsets.ModelViewSet):
         subscriber = subscriber_update(subscriber=subscriber, changes=serializer.validated_data)
         return Response(SubscriberSerializer(subscriber).data)
 
-    @extend_schema(request=OpenCircuitSerializer, responses={200: SubscriberSerializer})
+    @extend_schema(
+        summary="Open a subscriber's circuit",
+        request=OpenCircuitSerializer,
+        responses={200: SubscriberSerializer},
+    )
     @action(detail=True, methods=["post"], url_path="open-circuit")
     def open_circuit(self, request: Request, pk=None) -> Response:
         """Hold every delivery to this subscriber, with no probes, until the circuit is reset."""
@@ -141,7 +260,9 @@ class SubscriberViewSet(viewsets.ModelViewSet):
         subscriber.refresh_from_db()
         return Response(SubscriberSerializer(subscriber).data)
 
-    @extend_schema(request=None, responses={200: SubscriberSerializer})
+    @extend_schema(
+        summary="Reset a subscriber's circuit", request=None, responses={200: SubscriberSerializer}
+    )
     @action(detail=True, methods=["post"], url_path="reset-circuit")
     def reset_circuit(self, request: Request, pk=None) -> Response:
         """Close the circuit and send the held deliveries now, at the subscriber's rate limit."""
@@ -150,7 +271,11 @@ class SubscriberViewSet(viewsets.ModelViewSet):
         subscriber.refresh_from_db()
         return Response(SubscriberSerializer(subscriber).data)
 
-    @extend_schema(request=None, responses={200: SubscriberCreatedSerializer})
+    @extend_schema(
+        summary="Rotate a subscriber's signing secret",
+        request=None,
+        responses={200: SubscriberCreatedSerializer},
+    )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk=None) -> Response:
         """Give the subscriber a new signing secret, returned here and nowhere else.

@@ -22,6 +22,7 @@ from django.db.models.functions import Least
 from django_q.tasks import async_task
 
 from subscribers.models import Subscriber
+from subscribers.signals import circuit_closed, circuit_opened
 
 logger = logging.getLogger(__name__)
 Circuit = Subscriber.Circuit
@@ -60,7 +61,14 @@ def circuit_record_success(*, subscriber_id: UUID, now: datetime) -> bool:
         updated_at=now,
     )
     if closed:
-        logger.info("circuit closed subscriber_id=%s", subscriber_id)
+        logger.info("circuit closed", extra={"subscriber_id": str(subscriber_id)})
+        circuit_closed.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber_id],
+            reason="a probe delivery succeeded",
+            manual=False,
+            now=now,
+        )
         return True
     Subscriber.objects.filter(pk=subscriber_id, consecutive_failures__gt=0).update(
         consecutive_failures=0
@@ -85,7 +93,10 @@ def circuit_record_failure(
         )
         probe_at = now + timedelta(seconds=cooldown)
         Subscriber.objects.filter(pk=subscriber_id).update(circuit_next_probe_at=probe_at)
-        logger.warning("circuit re-opened subscriber_id=%s cooldown=%ss", subscriber_id, cooldown)
+        logger.warning(
+            "circuit re-opened",
+            extra={"subscriber_id": str(subscriber_id), "cooldown_seconds": cooldown},
+        )
         return probe_at
     Subscriber.objects.filter(pk=subscriber_id, circuit_state=Circuit.CLOSED).update(
         consecutive_failures=F("consecutive_failures") + 1
@@ -105,7 +116,16 @@ def circuit_record_failure(
         updated_at=now,
     )
     if opened:
-        logger.warning("circuit opened subscriber_id=%s reason=%s", subscriber_id, reason)
+        logger.warning(
+            "circuit opened", extra={"subscriber_id": str(subscriber_id), "reason": reason[:500]}
+        )
+        circuit_opened.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber_id],
+            reason=reason[:500],
+            manual=False,
+            now=now,
+        )
         return probe_at
     return None
 
@@ -137,7 +157,8 @@ def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: dateti
     Returns the ids of the subscribers whose circuit this opened by hand (all of them: opening
     again replaces the reason).
     """
-    ids = list(subscribers.select_for_update().values_list("pk", flat=True))
+    states = dict(subscribers.select_for_update().values_list("pk", "circuit_state"))
+    ids = list(states)
     Subscriber.objects.filter(pk__in=ids).update(
         circuit_state=Circuit.OPEN,
         circuit_manual=True,
@@ -146,6 +167,11 @@ def circuits_open(*, subscribers: QuerySet[Subscriber], reason: str, now: dateti
         circuit_reason=reason[:500],
         updated_at=now,
     )
+    newly_open = [pk for pk, state in states.items() if state == Circuit.CLOSED]
+    if newly_open:
+        circuit_opened.send(
+            sender=Subscriber, subscriber_ids=newly_open, reason=reason[:500], manual=True, now=now
+        )
     return ids
 
 
@@ -155,11 +181,12 @@ def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> list[
 
     Returns the ids of those this call reset (the others were closed with no failures counted).
     """
-    ids = list(
+    states = dict(
         subscribers.select_for_update()
         .filter(~Q(circuit_state=Circuit.CLOSED) | Q(consecutive_failures__gt=0))
-        .values_list("pk", flat=True)
+        .values_list("pk", "circuit_state")
     )
+    ids = list(states)
     Subscriber.objects.filter(pk__in=ids).update(
         circuit_state=Circuit.CLOSED,
         circuit_manual=False,
@@ -171,6 +198,15 @@ def circuits_reset(*, subscribers: QuerySet[Subscriber], now: datetime) -> list[
         updated_at=now,
     )
     release_held(ids)
+    closed = [pk for pk, state in states.items() if state != Circuit.CLOSED]
+    if closed:
+        circuit_closed.send(
+            sender=Subscriber,
+            subscriber_ids=closed,
+            reason="reset by an operator",
+            manual=True,
+            now=now,
+        )
     return ids
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from subscribers.circuit import release_held
 from subscribers.models import Subscriber
 from subscribers.secrets import generate_secret
+from subscribers.signals import subscribers_disabled
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,20 @@ def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Sub
     subscriber.save()
     if resuming:
         release_held([subscriber.pk])
+    if pausing:
+        subscribers_disabled.send(
+            sender=Subscriber,
+            subscriber_ids=[subscriber.pk],
+            reason=subscriber.deactivated_reason,
+            manual=True,
+            now=subscriber.deactivated_at,
+        )
     return subscriber
 
 
 @transaction.atomic
 def subscribers_pause(
-    *, subscribers: QuerySet[Subscriber], reason: str, now: datetime
+    *, subscribers: QuerySet[Subscriber], reason: str, now: datetime, manual: bool = True
 ) -> list[UUID]:
     """Stop sending to these subscribers; their deliveries wait, spending no attempts.
 
@@ -72,6 +81,10 @@ def subscribers_pause(
     Subscriber.objects.filter(pk__in=ids).update(
         is_active=False, deactivated_reason=reason[:500], deactivated_at=now, updated_at=now
     )
+    if ids:
+        subscribers_disabled.send(
+            sender=Subscriber, subscriber_ids=ids, reason=reason[:500], manual=manual, now=now
+        )
     return ids
 
 
@@ -128,8 +141,14 @@ def subscriber_back_off(*, subscriber_id: Any, until: datetime) -> None:
 def subscriber_deactivate(*, subscriber_id: Any, reason: str, now: datetime) -> bool:
     """Stop sending to a subscriber; True if this call is the one that deactivated it."""
     changed = subscribers_pause(
-        subscribers=Subscriber.objects.filter(pk=subscriber_id), reason=reason, now=now
+        subscribers=Subscriber.objects.filter(pk=subscriber_id),
+        reason=reason,
+        now=now,
+        manual=False,
     )
     if changed:
-        logger.warning("subscriber deactivated subscriber_id=%s reason=%s", subscriber_id, reason)
+        logger.warning(
+            "subscriber deactivated",
+            extra={"subscriber_id": str(subscriber_id), "reason": reason},
+        )
     return bool(changed)

@@ -24,6 +24,32 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "Request body too large."
 
 
+class FieldConflict(exceptions.ValidationError):
+    """A value that must be unique is taken: 409, with the field named like any invalid input."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def validate(serializer) -> None:
+    """`serializer.is_valid(raise_exception=True)`, except that when the only problem is a
+    value already taken (a unique slug), the answer is 409 Conflict rather than 400."""
+    if serializer.is_valid():
+        return
+    codes = serializer.errors and _codes(serializer.errors)
+    if codes and codes <= {"unique"}:
+        raise FieldConflict(serializer.errors)
+    raise exceptions.ValidationError(serializer.errors)
+
+
+def _codes(errors: Any) -> set[str]:
+    if isinstance(errors, dict):
+        return set().union(*(_codes(value) for value in errors.values()))
+    if isinstance(errors, list):
+        return set().union(*(_codes(value) for value in errors))
+    return {getattr(errors, "code", "invalid")}
+
+
 def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
@@ -39,7 +65,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         first = _first_message(fields)
-        response.data = error_body(code="invalid", message=first or "Invalid input.", fields=fields)
+        response.data = error_body(
+            code="conflict" if isinstance(exc, FieldConflict) else "invalid",
+            message=first or "Invalid input.",
+            fields=fields,
+        )
     else:
         codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
         response.data = error_body(

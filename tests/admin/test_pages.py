@@ -57,7 +57,9 @@ def test_event_page_shows_the_payload_and_its_deliveries(operator_client, histor
 
 def test_admin_creates_an_api_key_and_shows_it_once(operator_client):
     response = operator_client.post(
-        reverse("admin:config_apikey_add"), {"name": "billing"}, follow=True
+        reverse("admin:config_apikey_add"),
+        {"name": "billing", "scopes": ["events:publish"]},
+        follow=True,
     )
 
     assert "copy it now" in response.content.decode()

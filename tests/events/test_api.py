@@ -394,9 +394,16 @@ def test_client_cannot_choose_the_event_id(api):
 
     response = api.post(URL, {**ORDER_CREATED, "id": chosen}, format="json")
 
-    assert response.status_code == 202
-    assert response.json()["id"] != chosen
-    assert not Event.objects.filter(pk=chosen).exists()
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"id": ["Unknown field."]}
+    assert not Event.objects.exists()
+
+
+def test_a_misspelt_field_is_refused_not_ignored(api):
+    response = api.post(URL, {**ORDER_CREATED, "paylod": {"x": 1}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "paylod: Unknown field."
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])

@@ -106,10 +106,17 @@ def test_create_refuses_bad_fields_naming_them(api, payload, field):
     assert not Source.objects.exists()
 
 
-def test_slug_is_unique(api):
+def test_a_taken_slug_is_a_409_naming_it(api):
+    other = api.post(URL, {**GITHUB, "slug": "gh2"}, format="json").json()
     api.post(URL, GITHUB, format="json")
 
-    _assert_invalid(api.post(URL, GITHUB, format="json"), "slug")
+    created = api.post(URL, GITHUB, format="json")
+    renamed = api.patch(f"{URL}/{other['id']}", {"slug": "github"}, format="json")
+
+    for response in (created, renamed):
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "conflict"
+        assert "already exists" in response.json()["error"]["fields"]["slug"][0]
 
 
 def test_patch_changes_name_slug_and_activity(api):

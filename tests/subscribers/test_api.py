@@ -55,11 +55,39 @@ def test_create_returns_201_with_the_subscriber_and_a_generated_secret(api):
     assert stored.secret == body["secret"]
 
 
-def test_create_ignores_a_secret_sent_by_the_client(api):
+def test_create_refuses_a_secret_sent_by_the_client(api):
     response = api.post(URL, _valid(secret="whsec_chosenbyclient"), format="json")
 
-    assert response.status_code == 201
-    assert response.json()["secret"] != "whsec_chosenbyclient"
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"secret": ["Unknown field."]}
+    assert not Subscriber.objects.exists()
+
+
+def test_read_only_and_misspelt_fields_are_refused_not_ignored(api):
+    created = api.post(URL, _valid(), format="json").json()
+
+    misspelt = api.patch(f"{URL}/{created['id']}", {"rate_limt_per_second": 5}, format="json")
+    read_only = api.patch(f"{URL}/{created['id']}", {"circuit_state": "open"}, format="json")
+
+    assert misspelt.status_code == 400
+    assert misspelt.json()["error"]["fields"] == {"rate_limt_per_second": ["Unknown field."]}
+    assert read_only.status_code == 400
+    assert read_only.json()["error"]["fields"] == {
+        "circuit_state": ["Read-only: it cannot be set."]
+    }
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("is_active", 0), ("is_active", "false"), ("name", 42), ("rate_limit_per_second", "5")],
+)
+def test_values_of_the_wrong_json_type_are_refused_not_coerced(api, field, value):
+    created = api.post(URL, _valid(), format="json").json()
+
+    response = api.patch(f"{URL}/{created['id']}", {field: value}, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
 
 
 def test_each_subscriber_gets_its_own_secret(api):
