@@ -8,8 +8,6 @@ from deliveries.sender import Timeouts, build_request, send
 from subscribers.secrets import generate_secret
 from tests.receiver import Reply
 
-NOW = datetime.now(UTC)
-
 
 def _request(url: str, secrets: list[str]):
     return build_request(
@@ -19,7 +17,7 @@ def _request(url: str, secrets: list[str]):
         occurred_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
         payload={"order_id": 42, "note": "crème brûlée"},
         secrets=secrets,
-        now=NOW,
+        now=datetime.now(UTC),  # signed now: receivers refuse timestamps over 5 minutes old
     )
 
 
