@@ -71,11 +71,11 @@ def bring_loopback_up() -> None:
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect only needs a route
-        raise SystemExit("the contract run's network namespace has a route out; refusing to run")
     except OSError:
-        pass
+        return  # no route out: only loopback is reachable
     finally:
         probe.close()
+    raise SystemExit("the contract run's network namespace has a route out; refusing to run")
 
 
 # --- the database --------------------------------------------------------------------------------
