@@ -100,10 +100,10 @@ def _fill(deliveries: int) -> None:
         cursor.execute(
             """
             INSERT INTO events_event (id, event_type, payload, idempotency_key,
-                                      request_fingerprint, created_at)
+                                      request_fingerprint, source_delivery_id, created_at)
             SELECT gen_random_uuid(), (%s::text[])[1 + n %% 5],
                    jsonb_build_object('order_id', n, 'amount_cents', n %% 9000),
-                   '', '', now() - n * (interval '7 days' / %s)
+                   '', '', '', now() - n * (interval '7 days' / %s)
             FROM generate_series(1, %s) n
             """,
             [list(EVENT_TYPES), events, events],
@@ -118,7 +118,7 @@ def _fill(deliveries: int) -> None:
                    CASE s.status WHEN 'delivered' THEN 1 WHEN 'pending' THEN 0 ELSE 3 END,
                    CASE WHEN s.status IN ('retrying', 'pending')
                         THEN now() + interval '10 minutes' END,
-                   NULL,
+                   CASE WHEN s.status IN ('retrying', 'pending') THEN e.created_at END,
                    CASE s.status WHEN 'delivered' THEN 200 WHEN 'pending' THEN NULL ELSE 503 END,
                    CASE WHEN s.status IN ('retrying', 'failed') THEN 'HTTP 503' ELSE '' END,
                    CASE WHEN s.status = 'delivered'
