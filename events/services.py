@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,12 +13,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.models import ApiKey
-from deliveries.services import fan_out
 from events.models import Event, Source
-from subscribers.models import Subscriber
-from subscribers.selectors import active_subscribers, subscribers_matching
-
-logger = logging.getLogger(__name__)
+from events.publishing import events_publish
 
 
 class IdempotencyConflict(Exception):
@@ -124,11 +119,11 @@ def _store(
         if item.idempotency_key:
             earlier[item.idempotency_key] = event
         resolved.append((event, "new"))
-    targets = _publish(new_events, now=now)
+    counts = events_publish(new_events, now=now)
     return [
         Ingested(
             event=event,
-            delivery_count=event.deliveries.count() if origin == "old" else len(targets[event.id]),
+            delivery_count=event.deliveries.count() if origin == "old" else counts[event.id],
             created=origin == "new",
         )
         for event, origin in resolved
@@ -144,7 +139,7 @@ def operational_events_publish(
         Event(event_type=event_type, payload=payload, created_at=now)
         for event_type, payload in events
     ]
-    _publish(new_events, now=now)
+    events_publish(new_events, now=now)
     return new_events
 
 
@@ -182,28 +177,5 @@ def _receive(
         source_delivery_id=delivery_id,
         created_at=now,
     )
-    targets = _publish([event], now=now)
-    return Ingested(event=event, delivery_count=len(targets[event.id]), created=True)
-
-
-def _publish(new_events: list[Event], *, now: datetime) -> dict[Any, list[Subscriber]]:
-    """Insert new events with their queued deliveries, in the caller's transaction."""
-    Event.objects.bulk_create(new_events)
-    subscribers = active_subscribers()
-    targets = {
-        event.id: subscribers_matching(event_type=event.event_type, among=subscribers)
-        for event in new_events
-    }
-    fan_out(targets=list(targets.items()), now=now)
-    if new_events:
-        # A batch logs one line: its first event's id and how many came with it.
-        logger.info(
-            "events accepted",
-            extra={
-                "event_id": str(new_events[0].id),
-                "event_type": new_events[0].event_type,
-                "count": len(new_events),
-                "deliveries": sum(len(matched) for matched in targets.values()),
-            },
-        )
-    return targets
+    counts = events_publish([event], now=now)
+    return Ingested(event=event, delivery_count=counts[event.id], created=True)

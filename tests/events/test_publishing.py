@@ -1,0 +1,130 @@
+"""Publishing events: the one-statement path (PostgreSQL) must do what the ORM path does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from events.models import Event
+from events.publishing import events_publish
+from events.services import EventInput, event_create, events_create
+from subscribers.matching import matches
+from subscribers.models import Subscriber
+
+PATTERNS = [
+    "*",
+    "order.*",
+    "order.created",
+    "order",
+    "order.created.*",
+    "herald.*",
+    "herald.circuit.opened",
+    "a_b.*",
+    "a-b.c",
+]
+EVENT_TYPES = [
+    "order",
+    "order.created",
+    "order.created.v2",
+    "orders.created",
+    "order.createdx",
+    "herald.circuit.opened",
+    "heraldx.y",
+    "a_b.c",
+    "axb.c",
+    "a-b.c",
+]
+
+
+@pytest.mark.django_db
+def test_every_pattern_matches_as_subscribers_matching_says(make_subscriber):
+    subscribers = {
+        pattern: make_subscriber(name=pattern, event_types=[pattern]) for pattern in PATTERNS
+    }
+    now = timezone.now()
+    published = [
+        Event(event_type=event_type, payload={}, created_at=now) for event_type in EVENT_TYPES
+    ]
+    counts = events_publish(published, now=now)
+
+    for event in published:
+        expected = {
+            subscribers[pattern].pk for pattern in PATTERNS if matches(pattern, event.event_type)
+        }
+        received = set(Delivery.objects.filter(event=event).values_list("subscriber_id", flat=True))
+        assert received == expected, event.event_type
+        assert counts[event.id] == len(expected)
+
+
+@pytest.mark.django_db
+def test_a_subscriber_with_several_patterns_gets_one_delivery(make_subscriber):
+    make_subscriber(event_types=["order.*", "order.created", "*"])
+    ingested = event_create(event_type="order.created", payload={})
+    assert ingested.delivery_count == 1
+    assert Delivery.objects.filter(event=ingested.event).count() == 1
+
+
+@pytest.mark.django_db
+def test_deliveries_are_queued_held_or_slotted_by_the_subscribers_state(make_subscriber):
+    plain = make_subscriber(name="plain")
+    open_circuit = make_subscriber(name="open")
+    Subscriber.objects.filter(pk=open_circuit.pk).update(circuit_state=Subscriber.Circuit.OPEN)
+    limited = make_subscriber(name="limited", rate_limit_per_second=2)
+    paused = make_subscriber(name="paused")
+    Subscriber.objects.filter(pk=paused.pk).update(is_active=False)
+    now = timezone.now()
+
+    ingested = events_create(
+        inputs=[EventInput("order.created", {"n": n}) for n in range(3)], api_key=None
+    )
+
+    assert [item.delivery_count for item in ingested] == [3, 3, 3]
+    queued = Delivery.objects.filter(subscriber=plain)
+    assert queued.count() == 3
+    for delivery in queued:
+        assert delivery.status == Delivery.Status.PENDING
+        assert delivery.enqueued_at is not None
+        assert delivery.next_attempt_at == delivery.enqueued_at
+        assert delivery.attempt_count == 0
+        assert delivery.last_error == ""
+        assert delivery.rate_slot_at is None
+        assert delivery.created_at >= now
+    held = Delivery.objects.filter(subscriber=open_circuit)
+    assert held.count() == 3
+    assert all(delivery.enqueued_at is None for delivery in held)
+    # 2/s: the burst of one is tolerated, then one slot every half second.
+    slots = sorted(
+        Delivery.objects.filter(subscriber=limited).values_list("rate_slot_at", flat=True)
+    )
+    assert slots[1] - slots[0] <= timedelta(milliseconds=1)
+    assert slots[2] - slots[1] == timedelta(milliseconds=500)
+
+
+@pytest.mark.django_db
+def test_the_event_is_stored_exactly_as_the_response_says(make_subscriber):
+    make_subscriber()
+    payload = {"name": "Zoë ✓", "amount": 19.9, "nested": {"list": [1, None, True]}}
+    ingested = event_create(event_type="order.created", payload=payload, idempotency_key="k-1")
+    stored = Event.objects.get(pk=ingested.event.pk)
+    assert stored.payload == payload
+    assert stored.created_at == ingested.event.created_at  # to the microsecond
+    assert stored.idempotency_key == "k-1"
+    assert stored.request_fingerprint == ingested.event.request_fingerprint
+
+
+@pytest.mark.django_db
+def test_one_event_is_one_statement_on_postgresql(make_subscriber):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    for n in range(5):
+        make_subscriber(name=f"s{n}")
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        events_publish([Event(event_type="order.created", payload={}, created_at=now)], now=now)
+    assert len(queries) == 1
+    assert Delivery.objects.count() == 5
