@@ -8,10 +8,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from config.db import select_instances
 from config.models import ApiKey
 from config.scopes import ALL_SCOPES, unknown_scopes
 
@@ -67,11 +67,9 @@ def api_key_authenticate(*, plaintext: str, now: datetime | None = None) -> ApiK
 
 
 def _active_key(prefix: str) -> ApiKey | None:
-    # Every API request runs this. Written out, it skips compiling the query each time: half the
-    # CPU of the ORM's version (measured 180 against 376 µs).
-    table = connection.ops.quote_name(ApiKey._meta.db_table)
-    sql = f"SELECT * FROM {table} WHERE prefix = %s AND revoked_at IS NULL"
-    return next(iter(ApiKey.objects.raw(sql, [prefix])), None)
+    # Every API request runs this; written out, it costs a third of the ORM's CPU (config.db).
+    found = select_instances(ApiKey, where="prefix = %s AND revoked_at IS NULL", params=[prefix])
+    return found[0] if found else None
 
 
 def api_keys_revoke(*, api_keys: QuerySet[ApiKey], now: datetime) -> int:
