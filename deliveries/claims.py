@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, Q
 
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
@@ -78,14 +78,6 @@ def _load(ids: list) -> list[Delivery]:
     return list(
         Delivery.objects.filter(pk__in=ids)
         .select_related("event", "subscriber")
-        # Numbers run on across replays (which restart attempt_count), so history reads in order.
-        .annotate(
-            last_attempt_number=Subquery(
-                DeliveryAttempt.objects.filter(delivery=OuterRef("pk"))
-                .order_by("-number")
-                .values("number")[:1]
-            )
-        )
         .order_by("next_attempt_at")
     )
 
@@ -144,6 +136,7 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
     Delivery.objects.filter(pk__in=ids).update(
         status=Delivery.Status.IN_FLIGHT,
         attempt_count=F("attempt_count") + 1,
+        attempts_made=F("attempts_made") + 1,
         lease_until=lease_until,
         enqueued_at=None,
         rate_slot_at=None,
@@ -153,11 +146,12 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
     for delivery, probe in sending:
         delivery.status = Delivery.Status.IN_FLIGHT
         delivery.attempt_count += 1
+        delivery.attempts_made += 1
         delivery.lease_until = lease_until
         request = _request_for(delivery, now=now)
         attempt = DeliveryAttempt(
             delivery=delivery,
-            number=(delivery.last_attempt_number or 0) + 1,
+            number=delivery.attempts_made,
             started_at=now,
             request_headers=request.headers,
         )

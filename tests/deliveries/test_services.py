@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import import_module
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps
+from django.db import connection
 from django.utils import timezone
 
 from deadletters.models import DeadLetter
+from deadletters.services import dead_letters_replay
 from deliveries.claims import deliveries_claim, delivery_claim
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.outcomes import LOST_WORKER_ERROR, delivery_record_outcome
@@ -216,3 +221,39 @@ def test_replayed_delivery_numbers_attempts_on_from_its_history(delivery):
 
     assert claim.attempt.number == 2
     assert claim.delivery.attempt_count == 1  # a fresh set of attempts
+    delivery.refresh_from_db()
+    assert (delivery.attempt_count, delivery.attempts_made) == (1, 2)
+
+
+def test_dead_letter_replay_numbers_attempts_on_and_counts_lost_ones(delivery):
+    now = timezone.now()
+    delivery_claim(delivery_id=delivery.pk, now=now)  # its worker dies: the attempt is lost
+    now += timedelta(hours=1)  # the lease has run out
+    for _ in range(3):
+        claim = delivery_claim(delivery_id=delivery.pk, now=now)
+        delivery_record_outcome(claim=claim, result=_ok(503), now=now)
+        now = Delivery.objects.get(pk=delivery.pk).next_attempt_at or now
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+    dead_letters_replay(dead_letters=DeadLetter.objects.all(), now=now)
+
+    claims = [delivery_claim(delivery_id=delivery.pk, now=now)]
+    delivery_record_outcome(claim=claims[0], result=_ok(503), now=now)
+    claims.append(delivery_claim(delivery_id=delivery.pk, now=now + timedelta(minutes=1)))
+
+    assert [claim.attempt.number for claim in claims] == [5, 6]
+    assert list(delivery.attempts.values_list("number", flat=True)) == [1, 2, 3, 4, 5, 6]
+    delivery.refresh_from_db()
+    assert (delivery.attempt_count, delivery.attempts_made) == (2, 6)
+
+
+def test_migration_backfills_attempts_made_from_the_history(delivery, make_subscriber):
+    backfill = import_module("deliveries.migrations.0007_delivery_attempts_made")
+    untried = Delivery.objects.create(event=delivery.event, subscriber=make_subscriber())
+    for number in (1, 2, 3):
+        DeliveryAttempt.objects.create(delivery=delivery, number=number, started_at=timezone.now())
+    Delivery.objects.update(attempts_made=0)
+
+    backfill.backfill_attempts_made(apps, SimpleNamespace(connection=connection))
+
+    assert Delivery.objects.get(pk=delivery.pk).attempts_made == 3
+    assert Delivery.objects.get(pk=untried.pk).attempts_made == 0
