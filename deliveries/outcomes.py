@@ -50,7 +50,9 @@ def deliveries_record_outcomes(outcomes: Sequence[Sent], *, now: datetime) -> li
 
     Successes, the common case, are written with one pipelined statement per table. Only the
     worker whose lease is still current moves a delivery on; a worker that was presumed dead and
-    replaced only records its attempt.
+    replaced only records its attempt. The lease is told by `attempts_made`, which every claim
+    raises and nothing lowers: `attempt_count` restarts on a requeue, so a stale worker could
+    match a later claim's count.
     """
     update_rows(
         DeliveryAttempt,
@@ -96,12 +98,12 @@ def _record_successes(succeeded: list[Sent], *, now: datetime) -> set[int]:
             pk__in=[sent.claim.delivery.pk for sent in succeeded],
             status=Delivery.Status.IN_FLIGHT,
         )
-        .values_list("pk", "attempt_count")
+        .values_list("pk", "attempts_made")
     )
     current = [
         sent
         for sent in succeeded
-        if current_attempts.get(sent.claim.delivery.pk) == sent.claim.delivery.attempt_count
+        if current_attempts.get(sent.claim.delivery.pk) == sent.claim.delivery.attempts_made
     ]
     update_rows(
         Delivery,
@@ -162,7 +164,7 @@ def _record_failure(sent: Sent, *, now: datetime) -> str:
         .filter(
             pk=claim.delivery.pk,
             status=Delivery.Status.IN_FLIGHT,
-            attempt_count=claim.delivery.attempt_count,
+            attempts_made=claim.delivery.attempts_made,
         )
         .first()
     )

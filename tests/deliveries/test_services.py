@@ -191,6 +191,24 @@ def test_outcome_from_a_superseded_worker_is_ignored(delivery):
     assert delivery_record_outcome(claim=current, result=_ok(200), now=now) == "delivered"
 
 
+def test_outcome_from_a_worker_superseded_before_a_requeue_is_ignored(delivery):
+    # The replacement's attempt failed, an operator requeued the delivery and it was claimed
+    # again: its attempt count is back to the stale worker's, but it is not the same claim.
+    now = timezone.now()
+    stale = delivery_claim(delivery_id=delivery.pk, now=now)
+    later = now + timedelta(hours=1)
+    replacement = delivery_claim(delivery_id=delivery.pk, now=later)
+    delivery_record_outcome(claim=replacement, result=_ok(500), now=later)
+    deliveries_requeue(deliveries=Delivery.objects.filter(pk=delivery.pk), now=later)
+    current = delivery_claim(delivery_id=delivery.pk, now=later)
+    assert current.delivery.attempt_count == stale.delivery.attempt_count == 1
+
+    assert delivery_record_outcome(claim=stale, result=_ok(200), now=later) == "superseded"
+    assert delivery_record_outcome(claim=stale, result=_ok(500), now=later) == "superseded"
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.IN_FLIGHT
+    assert delivery_record_outcome(claim=current, result=_ok(200), now=later) == "delivered"
+
+
 def test_sweeper_requeues_held_deliveries_of_a_subscriber_sending_again(delivery):
     # e.g. the subscriber was resumed, but the release job failed while the database was down
     Delivery.objects.filter(pk=delivery.pk).update(enqueued_at=None)
