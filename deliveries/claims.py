@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
+from deliveries.locked import lock_deliveries
 from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
 from deliveries.outcomes import LOST_WORKER_ERROR, dead_letter
 from deliveries.sender import WebhookRequest, build_request
@@ -30,40 +31,30 @@ class Claim:
     probe: bool = False  # the one delivery testing an open circuit
 
 
-def _lock(condition: str, order_by: str, params: list, limit: int) -> list:
-    """Ids of up to `limit` matching deliveries no other worker holds, locked until commit.
-
-    Hand-written because it runs on every dispatcher cycle, mostly finding nothing: compiling
-    the equivalent ORM query cost more CPU than the database spent answering it.
-    """
-    quote = connection.ops.quote_name
-    lock = (
-        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    )
-    sql = (
-        f"SELECT {quote('id')} FROM {quote(Delivery._meta.db_table)} WHERE {condition} "
-        f"ORDER BY {quote(order_by)} LIMIT %s{lock}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _lock_ready_due(now: datetime, limit: int) -> list:
+def _lock_ready_due(now: datetime, limit: int) -> list[Delivery]:
     """Queued deliveries whose time has come (the `delivery_ready_idx` scan), oldest first."""
     quote = connection.ops.quote_name
     condition = (
-        f"{quote('status')} IN (%s, %s) AND {quote('enqueued_at')} IS NOT NULL "
-        f"AND {quote('next_attempt_at')} <= %s"
+        f"d.{quote('status')} IN (%s, %s) AND d.{quote('enqueued_at')} IS NOT NULL "
+        f"AND d.{quote('next_attempt_at')} <= %s"
     )
-    return _lock(condition, "next_attempt_at", [*DUE_STATUSES, _db_time(now)], limit)
+    return lock_deliveries(
+        condition=condition,
+        order_by=f"d.{quote('next_attempt_at')}",
+        params=[*DUE_STATUSES, _db_time(now)],
+        limit=limit,
+    )
 
 
-def _lock_lease_expired(now: datetime, limit: int) -> list:
+def _lock_lease_expired(now: datetime, limit: int) -> list[Delivery]:
     """Deliveries in flight whose worker has not reported back within its lease."""
     quote = connection.ops.quote_name
-    condition = f"{quote('status')} = %s AND {quote('lease_until')} < %s"
-    return _lock(condition, "lease_until", [Delivery.Status.IN_FLIGHT, _db_time(now)], limit)
+    return lock_deliveries(
+        condition=f"d.{quote('status')} = %s AND d.{quote('lease_until')} < %s",
+        order_by=f"d.{quote('lease_until')}",
+        params=[Delivery.Status.IN_FLIGHT, _db_time(now)],
+        limit=limit,
+    )
 
 
 def _db_time(moment: datetime):
@@ -71,38 +62,38 @@ def _db_time(moment: datetime):
     return Delivery._meta.get_field("next_attempt_at").get_db_prep_value(moment, connection)
 
 
-def _load(ids: list) -> list[Delivery]:
-    """The locked deliveries with what sending them needs, oldest due first."""
-    if not ids:
-        return []
-    return list(
-        Delivery.objects.filter(pk__in=ids)
-        .select_related("event", "subscriber")
-        .order_by("next_attempt_at")
-    )
-
-
 @transaction.atomic
 def deliveries_claim(*, limit: int, now: datetime, reclaim_expired: bool = True) -> list[Claim]:
     """Claim up to `limit` due deliveries, oldest first, then ones whose worker died."""
-    ids = _lock_ready_due(now, limit)
-    if reclaim_expired and len(ids) < limit:
-        ids += _lock_lease_expired(now, limit - len(ids))
-    return _claim_rows(_load(ids), now=now)
+    rows = _lock_ready_due(now, limit)
+    if reclaim_expired and len(rows) < limit:
+        rows += _lock_lease_expired(now, limit - len(rows))
+    return _claim_rows(rows, now=now)
 
 
 @transaction.atomic
 def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
     """Claim one delivery if it is due, whether queued or held (a probe sends a held one)."""
-    due = Q(status__in=DUE_STATUSES, next_attempt_at__lte=now) | Q(
-        status=Delivery.Status.IN_FLIGHT, lease_until__lt=now
+    quote = connection.ops.quote_name
+    status, due_at, lease_until = (
+        f"d.{quote(column)}" for column in ("status", "next_attempt_at", "lease_until")
     )
-    ids = list(
-        Delivery.objects.select_for_update(skip_locked=True)
-        .filter(due, pk=delivery_id)
-        .values_list("pk", flat=True)
+    rows = lock_deliveries(
+        condition=(
+            f"d.{quote('id')} = %s AND ({status} IN (%s, %s) AND {due_at} <= %s "
+            f"OR {status} = %s AND {lease_until} < %s)"
+        ),
+        order_by=due_at,
+        params=[
+            Delivery._meta.pk.get_db_prep_value(delivery_id, connection),
+            *DUE_STATUSES,
+            _db_time(now),
+            Delivery.Status.IN_FLIGHT,
+            _db_time(now),
+        ],
+        limit=1,
     )
-    claims = _claim_rows(_load(ids), now=now)
+    claims = _claim_rows(rows, now=now)
     return claims[0] if claims else None
 
 
