@@ -1,4 +1,4 @@
-"""Database helpers: pipelined row-by-row UPDATEs, and counts that stay cheap at any size."""
+"""Database helpers: many rows updated at once, and counts that stay cheap at any size."""
 
 from __future__ import annotations
 
@@ -16,18 +16,21 @@ def update_rows(
     set_fields: Sequence[str],
     where_fields: Sequence[str],
     rows: Iterable[Sequence[Any]],
-) -> None:
-    """`UPDATE model SET set_fields WHERE where_fields` once per row, with executemany.
+) -> list[int]:
+    """`UPDATE model SET set_fields WHERE where_fields` for each row; returns the positions in
+    `rows` of those that matched.
 
-    Each row holds the values of `set_fields` then of `where_fields`. psycopg pipelines
-    executemany, so a thousand rows cost about one round trip. `bulk_update` would build one CASE
-    per field over every row instead, which PostgreSQL evaluates in quadratic time.
+    Each row holds the values of `set_fields` then of `where_fields`. On PostgreSQL this is one
+    statement, `UPDATE ... FROM unnest(<an array per field>)`, parsed and planned once for any
+    number of rows; RETURNING tells which matched. Elsewhere (SQLite, in process, where a
+    statement costs no round trip) it is one statement per row, and its row count tells.
+    `bulk_update` would build one CASE per field over every row instead, which PostgreSQL
+    evaluates in quadratic time.
     """
+    rows = list(rows)
+    if not rows:
+        return []
     fields = [model._meta.get_field(name) for name in (*set_fields, *where_fields)]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields[: len(set_fields)])
-    conditions = " AND ".join(f"{quote(field.column)} = %s" for field in fields[len(set_fields) :])
-    sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {conditions}"
     params = [
         [
             field.get_db_prep_save(value, connection)
@@ -35,9 +38,39 @@ def update_rows(
         ]
         for row in rows
     ]
-    if params:
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    set_columns = [quote(field.column) for field in fields[: len(set_fields)]]
+    where_columns = [quote(field.column) for field in fields[len(set_fields) :]]
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{column} = %s" for column in set_columns)
+            conditions = " AND ".join(f"{column} = %s" for column in where_columns)
+            sql = f"UPDATE {table} SET {assignments} WHERE {conditions}"
+            matched = []
+            for position, values in enumerate(params):
+                cursor.execute(sql, values)
+                if cursor.rowcount:
+                    matched.append(position)
+            return matched
+        # v's columns are numbered: a field may be both set and matched (a status moving on).
+        values = [f"v.c{n}" for n in range(len(fields))]
+        assignments = ", ".join(
+            f"{column} = {value}"
+            for column, value in zip(set_columns, values[: len(set_columns)], strict=True)
+        )
+        conditions = " AND ".join(
+            f"t.{column} = {value}"
+            for column, value in zip(where_columns, values[len(set_columns) :], strict=True)
+        )
+        arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+        cursor.execute(
+            f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS v({', '.join(f'c{n}' for n in range(len(fields)))}, position) "
+            f"WHERE {conditions} RETURNING v.position",
+            [list(column) for column in zip(*params, strict=True)],
+        )
+        return sorted(position - 1 for (position,) in cursor.fetchall())
 
 
 def bounded_count(queryset: QuerySet, *, cap: int) -> tuple[int, bool]:

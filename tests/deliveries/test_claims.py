@@ -47,9 +47,9 @@ def test_a_batch_costs_the_same_queries_as_a_single_delivery(make_subscriber):
     single = _claim_and_record(1)
     batch = _claim_and_record(64)
 
-    assert batch == single
-    claiming, recording = batch
-    assert claiming <= 6 and recording <= 5
+    assert batch[0] == single[0] <= 6  # claiming
+    if connection.vendor == "postgresql":  # SQLite, in process, updates row by row
+        assert batch[1] == single[1] <= 4  # recording
 
 
 def test_claimed_deliveries_are_sent_and_recorded_without_further_queries(make_subscriber):

@@ -13,7 +13,12 @@ from deadletters.models import DeadLetter
 from deadletters.services import dead_letters_replay
 from deliveries.claims import deliveries_claim, delivery_claim
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.outcomes import LOST_WORKER_ERROR, delivery_record_outcome
+from deliveries.outcomes import (
+    LOST_WORKER_ERROR,
+    Sent,
+    deliveries_record_outcomes,
+    delivery_record_outcome,
+)
 from deliveries.sender import SendResult
 from deliveries.services import deliveries_requeue
 from deliveries.sweeper import deliveries_sweep
@@ -189,6 +194,25 @@ def test_outcome_from_a_superseded_worker_is_ignored(delivery):
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.IN_FLIGHT
     assert delivery_record_outcome(claim=current, result=_ok(200), now=now) == "delivered"
+
+
+def test_a_batch_of_successes_moves_on_only_the_deliveries_its_claims_still_hold(
+    make_subscriber,
+):
+    make_subscriber(name="first")
+    make_subscriber(name="second")
+    event_create(event_type="order.created", payload={})
+    now = timezone.now()
+    stale = deliveries_claim(limit=2, now=now)
+    later = now + timedelta(hours=1)
+    taken_over = delivery_claim(delivery_id=stale[0].delivery.pk, now=later)
+
+    outcomes = deliveries_record_outcomes([Sent(claim, _ok(200)) for claim in stale], now=later)
+
+    assert outcomes == ["superseded", "delivered"]
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert statuses == {stale[0].delivery.pk: "in_flight", stale[1].delivery.pk: "delivered"}
+    assert delivery_record_outcome(claim=taken_over, result=_ok(200), now=later) == "delivered"
 
 
 def test_outcome_from_a_worker_superseded_before_a_requeue_is_ignored(delivery):
