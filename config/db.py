@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
 
 
@@ -30,6 +30,9 @@ def update_rows(
     rows = list(rows)
     if not rows:
         return []
+    # This thread's connection itself: through the proxy, every field's value preparation
+    # would look it up again, which cost more than the preparation.
+    connection = connections[DEFAULT_DB_ALIAS]
     fields = [model._meta.get_field(name) for name in (*set_fields, *where_fields)]
     params = [
         [
