@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 
 
 def update_rows(
@@ -33,7 +34,7 @@ def update_rows(
     # This thread's connection itself: through the proxy, every field's value preparation
     # would look it up again, which cost more than the preparation.
     connection = connections[DEFAULT_DB_ALIAS]
-    fields = [model._meta.get_field(name) for name in (*set_fields, *where_fields)]
+    fields, sql = _update_statement(model, tuple(set_fields), tuple(where_fields), connection)
     params = [
         [
             field.get_db_prep_save(value, connection)
@@ -41,39 +42,47 @@ def update_rows(
         ]
         for row in rows
     ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(sql, [list(column) for column in zip(*params, strict=True)])
+            return sorted(position - 1 for (position,) in cursor.fetchall())
+        matched = []
+        for position, values in enumerate(params):
+            cursor.execute(sql, values)
+            if cursor.rowcount:
+                matched.append(position)
+        return matched
+
+
+@functools.lru_cache(maxsize=64)  # the statement for each caller, per connection (thread)
+def _update_statement(
+    model: type[Model], set_fields: tuple, where_fields: tuple, connection
+) -> tuple[list[Field], str]:
+    fields = [model._meta.get_field(name) for name in (*set_fields, *where_fields)]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     set_columns = [quote(field.column) for field in fields[: len(set_fields)]]
     where_columns = [quote(field.column) for field in fields[len(set_fields) :]]
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            assignments = ", ".join(f"{column} = %s" for column in set_columns)
-            conditions = " AND ".join(f"{column} = %s" for column in where_columns)
-            sql = f"UPDATE {table} SET {assignments} WHERE {conditions}"
-            matched = []
-            for position, values in enumerate(params):
-                cursor.execute(sql, values)
-                if cursor.rowcount:
-                    matched.append(position)
-            return matched
-        # v's columns are numbered: a field may be both set and matched (a status moving on).
-        values = [f"v.c{n}" for n in range(len(fields))]
-        assignments = ", ".join(
-            f"{column} = {value}"
-            for column, value in zip(set_columns, values[: len(set_columns)], strict=True)
-        )
-        conditions = " AND ".join(
-            f"t.{column} = {value}"
-            for column, value in zip(where_columns, values[len(set_columns) :], strict=True)
-        )
-        arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
-        cursor.execute(
-            f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS v({', '.join(f'c{n}' for n in range(len(fields)))}, position) "
-            f"WHERE {conditions} RETURNING v.position",
-            [list(column) for column in zip(*params, strict=True)],
-        )
-        return sorted(position - 1 for (position,) in cursor.fetchall())
+    if connection.vendor != "postgresql":
+        assignments = ", ".join(f"{column} = %s" for column in set_columns)
+        conditions = " AND ".join(f"{column} = %s" for column in where_columns)
+        return fields, f"UPDATE {table} SET {assignments} WHERE {conditions}"
+    # v's columns are numbered: a field may be both set and matched (a status moving on).
+    values = [f"v.c{n}" for n in range(len(fields))]
+    assignments = ", ".join(
+        f"{column} = {value}"
+        for column, value in zip(set_columns, values[: len(set_columns)], strict=True)
+    )
+    conditions = " AND ".join(
+        f"t.{column} = {value}"
+        for column, value in zip(where_columns, values[len(set_columns) :], strict=True)
+    )
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    return fields, (
+        f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS v({', '.join(f'c{n}' for n in range(len(fields)))}, position) "
+        f"WHERE {conditions} RETURNING v.position"
+    )
 
 
 def bounded_count(queryset: QuerySet, *, cap: int) -> tuple[int, bool]:

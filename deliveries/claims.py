@@ -7,11 +7,11 @@ lease runs out. Many deliveries are claimed in one transaction with a handful of
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F
 
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
@@ -123,22 +123,15 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
     if not sending:
         return []
     lease_until = now + policy.lease()
-    ids = [delivery.pk for delivery, _ in sending]
-    Delivery.objects.filter(pk__in=ids).update(
-        status=Delivery.Status.IN_FLIGHT,
-        attempt_count=F("attempt_count") + 1,
-        attempts_made=F("attempts_made") + 1,
-        lease_until=lease_until,
-        enqueued_at=None,
-        rate_slot_at=None,
-        updated_at=now,
-    )
+    _mark_in_flight([delivery.pk for delivery, _ in sending], lease_until=lease_until, now=now)
     claims = []
     for delivery, probe in sending:
         delivery.status = Delivery.Status.IN_FLIGHT
         delivery.attempt_count += 1
         delivery.attempts_made += 1
         delivery.lease_until = lease_until
+        delivery.enqueued_at = delivery.rate_slot_at = None
+        delivery.updated_at = now
         request = _request_for(delivery, now=now)
         attempt = DeliveryAttempt(
             delivery=delivery,
@@ -147,8 +140,77 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
             request_headers=request.headers,
         )
         claims.append(Claim(delivery=delivery, attempt=attempt, request=request, probe=probe))
-    DeliveryAttempt.objects.bulk_create([claim.attempt for claim in claims])
+    _attempts_create([claim.attempt for claim in claims], started_at=now)
     return claims
+
+
+def _mark_in_flight(ids: list, *, lease_until: datetime, now: datetime) -> None:
+    """In flight under a new lease, one more attempt made. Hand-written: the ORM's compile of
+    this UPDATE (its F() expressions, the id list) cost more than the statement."""
+    quote = connection.ops.quote_name
+    status, attempt_count, attempts_made = (
+        quote(column) for column in ("status", "attempt_count", "attempts_made")
+    )
+    sql = (
+        f"UPDATE {quote(Delivery._meta.db_table)} SET {status} = %s, "
+        f"{attempt_count} = {attempt_count} + 1, {attempts_made} = {attempts_made} + 1, "
+        f"{quote('lease_until')} = %s, {quote('enqueued_at')} = NULL, "
+        f"{quote('rate_slot_at')} = NULL, {quote('updated_at')} = %s "
+        f"WHERE {quote('id')} IN ({', '.join(['%s'] * len(ids))})"
+    )
+    pk = Delivery._meta.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                Delivery.Status.IN_FLIGHT,
+                _db_time(lease_until),
+                _db_time(now),
+                *(pk.get_db_prep_value(id_, connection) for id_ in ids),
+            ],
+        )
+
+
+def _attempts_create(attempts: list[DeliveryAttempt], *, started_at: datetime) -> None:
+    """Write the attempts, before anything is sent, and give each its id.
+
+    On PostgreSQL the rows travel as one JSON document that jsonb_to_recordset expands:
+    bulk_create spent about 55 us a row preparing and escaping arrays (each request's headers
+    as JSON inside a jsonb[] literal), this about 6, and the server less too.
+    """
+    if connection.vendor != "postgresql":
+        DeliveryAttempt.objects.bulk_create(attempts)
+        return
+    quote = connection.ops.quote_name
+    rows = json.dumps(
+        [
+            {"delivery": str(a.delivery_id), "number": a.number, "headers": a.request_headers}
+            for a in attempts
+        ],
+        ensure_ascii=False,
+    )
+    columns = (
+        "delivery_id",
+        "number",
+        "started_at",
+        "request_headers",
+        "response_excerpt",
+        "error",
+    )
+    sql = (
+        f"INSERT INTO {quote(DeliveryAttempt._meta.db_table)} "
+        f"({', '.join(quote(column) for column in columns)}) "
+        "SELECT delivery, number, %s, headers, '', '' FROM jsonb_to_recordset(%s::jsonb) "
+        "AS attempt(delivery uuid, number integer, headers jsonb) "
+        f"RETURNING {quote('delivery_id')}, {quote('id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [started_at, rows])
+        ids = dict(cursor.fetchall())  # one attempt per delivery in a claim
+    for attempt in attempts:
+        attempt.pk = ids[attempt.delivery_id]
+        attempt._state.adding = False
+        attempt._state.db = connection.alias
 
 
 def _request_for(delivery: Delivery, *, now: datetime) -> WebhookRequest:
