@@ -88,3 +88,18 @@ def test_a_claim_holds_what_the_database_holds(make_subscriber):
     assert fields(claim.delivery.subscriber) == fields(Subscriber.objects.get())
     assert fields(claim.delivery) == fields(Delivery.objects.get())  # as the claim left it
     assert fields(claim.attempt) == fields(DeliveryAttempt.objects.get())
+
+
+def test_a_number_already_in_the_history_is_passed_over(make_subscriber):
+    if connection.vendor != "postgresql":
+        pytest.skip("guards the release of the attempts_made migration on PostgreSQL")
+    make_subscriber()
+    _publish(1)
+    delivery = Delivery.objects.get()
+    # Claimed by code from before attempts_made: numbered from the history, not counted.
+    DeliveryAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now())
+
+    claim = delivery_claim(delivery_id=delivery.pk, now=timezone.now())
+
+    assert claim.attempt.number == 2
+    assert list(delivery.attempts.values_list("number", flat=True)) == [1, 2]
