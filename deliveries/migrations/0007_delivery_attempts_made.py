@@ -7,8 +7,8 @@ from django.db.models import Exists, OuterRef, Subquery
 def backfill_attempts_made(apps, schema_editor):
     """Each delivery's attempts so far: the highest attempt number in its history.
 
-    Workers must be stopped while this runs: an attempt claimed by the old code in between would
-    not be counted, and the new code would then try to reuse its number.
+    Attempts the old code claims while this is released go uncounted; a claim passes over their
+    numbers (see deliveries.claims._attempts_create).
     """
     Delivery = apps.get_model("deliveries", "Delivery")
     DeliveryAttempt = apps.get_model("deliveries", "DeliveryAttempt")
