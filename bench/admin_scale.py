@@ -111,10 +111,12 @@ def _fill(deliveries: int) -> None:
         cursor.execute(
             """
             INSERT INTO deliveries_delivery (
-                id, event_id, subscriber_id, status, attempt_count, next_attempt_at,
-                enqueued_at, last_status_code, last_error, delivered_at, created_at, updated_at)
+                id, event_id, subscriber_id, status, attempt_count, attempts_made,
+                next_attempt_at, enqueued_at, last_status_code, last_error, delivered_at,
+                created_at, updated_at)
             SELECT gen_random_uuid(), e.id, subs.ids[1 + (e.rn + k * 4) % 20],
                    s.status,
+                   CASE s.status WHEN 'delivered' THEN 1 WHEN 'pending' THEN 0 ELSE 3 END,
                    CASE s.status WHEN 'delivered' THEN 1 WHEN 'pending' THEN 0 ELSE 3 END,
                    CASE WHEN s.status IN ('retrying', 'pending')
                         THEN now() + interval '10 minutes' END,

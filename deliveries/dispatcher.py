@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 WAKE = object()  # a wake-up in the loop's queue, as opposed to a finished send
 LEASE_CHECK_INTERVAL = 1.0  # seconds between looks for deliveries whose worker died
 MIN_WAIT = 0.005
+# New work announced this soon after the last claim waits out the rest of this window, so that
+# under a stream of commits one claim takes what several announced; after a quiet spell the
+# claim is immediate.
+COALESCE_WINDOW = 0.005
 MAX_DB_BACKOFF = 5.0
 
 
@@ -57,6 +61,7 @@ class Dispatcher:
         self._in_flight = 0
         self._unrecorded: list[Sent] = []
         self._next_lease_check = 0.0
+        self._last_claim = 0.0  # time.monotonic() when the last claim ended
         self._db_backoff = 0.0
 
     @classmethod
@@ -127,7 +132,18 @@ class Dispatcher:
         # announced, or the next queued delivery comes due. Otherwise every slot is busy.
         timeout = self._idle_wait() if claimed < wanted else self.poll
         with contextlib.suppress(queue.Empty):
-            self._take(self._inbox.get(timeout=timeout))
+            item = self._inbox.get(timeout=timeout)
+            self._take(item)
+            if item is WAKE:
+                self._gather(until=self._last_claim + COALESCE_WINDOW)
+
+    def _gather(self, *, until: float) -> None:
+        """Take what arrives (sends finishing, more wake-ups) until `until` (monotonic)."""
+        while (left := until - time.monotonic()) > 0:
+            try:
+                self._take(self._inbox.get(timeout=left))
+            except queue.Empty:
+                return
 
     def _claim(self, wanted: int) -> int:
         now = timezone.now()
@@ -135,6 +151,7 @@ class Dispatcher:
         if reclaim:
             self._next_lease_check = time.monotonic() + LEASE_CHECK_INTERVAL
         claims = deliveries_claim(limit=wanted, now=now, reclaim_expired=reclaim)
+        self._last_claim = time.monotonic()
         for claim in claims:
             self._in_flight += 1
             self._pool.submit(self._send, claim)

@@ -21,7 +21,12 @@ class Delivery(models.Model):
         "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Attempts in the current set: a replay or requeue starts a fresh set at 0.
     attempt_count = models.PositiveIntegerField(default=0)
+    # Attempts ever made, never reset: it numbers the next attempt (numbers run on across
+    # replays, so the history reads in order) and tells a superseded worker's outcome apart.
+    # The database default serves rows inserted without it (raw SQL, code older than the field).
+    attempts_made = models.PositiveIntegerField(default=0, db_default=0)
     # When the next attempt is due.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # When the delivery was queued for the dispatchers, who take it at next_attempt_at. None while

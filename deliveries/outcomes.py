@@ -48,9 +48,11 @@ class Sent:
 def deliveries_record_outcomes(outcomes: Sequence[Sent], *, now: datetime) -> list[str]:
     """Record a batch of sends in one transaction; returns each one's outcome, in order.
 
-    Successes, the common case, are written with one pipelined statement per table. Only the
+    Successes, the common case, are written with one statement per table. Only the
     worker whose lease is still current moves a delivery on; a worker that was presumed dead and
-    replaced only records its attempt.
+    replaced only records its attempt. The lease is told by `attempts_made`, which every claim
+    raises and nothing lowers: `attempt_count` restarts on a requeue, so a stale worker could
+    match a later claim's count.
     """
     update_rows(
         DeliveryAttempt,
@@ -89,21 +91,11 @@ def delivery_record_outcome(*, claim: Claim, result: SendResult, now: datetime) 
 
 
 def _record_successes(succeeded: list[Sent], *, now: datetime) -> set[int]:
-    """Mark delivered; returns the `id()`s of sends whose lease had been taken over meanwhile."""
-    current_attempts = dict(
-        Delivery.objects.select_for_update()
-        .filter(
-            pk__in=[sent.claim.delivery.pk for sent in succeeded],
-            status=Delivery.Status.IN_FLIGHT,
-        )
-        .values_list("pk", "attempt_count")
-    )
-    current = [
-        sent
-        for sent in succeeded
-        if current_attempts.get(sent.claim.delivery.pk) == sent.claim.delivery.attempt_count
-    ]
-    update_rows(
+    """Mark delivered; returns the `id()`s of sends whose lease had been taken over meanwhile.
+
+    One conditional UPDATE: a delivery moves on only if it is still in flight under this claim.
+    """
+    matched = update_rows(
         Delivery,
         set_fields=(
             "status",
@@ -114,7 +106,7 @@ def _record_successes(succeeded: list[Sent], *, now: datetime) -> set[int]:
             "last_error",
             "updated_at",
         ),
-        where_fields=("id",),
+        where_fields=("id", "status", "attempts_made"),
         rows=[
             (
                 Delivery.Status.DELIVERED,
@@ -125,10 +117,13 @@ def _record_successes(succeeded: list[Sent], *, now: datetime) -> set[int]:
                 "",
                 now,
                 sent.claim.delivery.pk,
+                Delivery.Status.IN_FLIGHT,
+                sent.claim.delivery.attempts_made,
             )
-            for sent in current
+            for sent in succeeded
         ],
     )
+    current = [succeeded[position] for position in matched]
     # A closed circuit with no failures (as the claim saw it) has nothing to reset: skip the
     # write, which would otherwise cost every successful delivery an UPDATE of its subscriber.
     to_reset = sorted(
@@ -162,7 +157,7 @@ def _record_failure(sent: Sent, *, now: datetime) -> str:
         .filter(
             pk=claim.delivery.pk,
             status=Delivery.Status.IN_FLIGHT,
-            attempt_count=claim.delivery.attempt_count,
+            attempts_made=claim.delivery.attempts_made,
         )
         .first()
     )

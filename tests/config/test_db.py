@@ -1,4 +1,5 @@
-"""config.db's hand-written SELECT: rows read back as the ORM would read them, on any backend."""
+"""config.db: many rows updated in one go (and which matched); hand-written SELECTs that read
+rows back as the ORM would, on any backend."""
 
 from __future__ import annotations
 
@@ -8,11 +9,64 @@ import pytest
 from django.utils import timezone
 
 from config.apikeys import api_key_create
-from config.db import select_instances
+from config.db import select_instances, update_rows
 from config.models import ApiKey
+from deliveries.models import Delivery
+from events.services import event_create
+
+pytestmark = pytest.mark.django_db
+
+# What an array literal must escape: quotes, backslashes, braces, commas, NULL as a word.
+ODD_TEXT = 'it\'s a \\ {"odd", NULL} error'
 
 
-@pytest.mark.django_db
+@pytest.fixture
+def deliveries(make_subscriber) -> list[Delivery]:
+    for n in range(3):
+        make_subscriber(name=f"receiver {n}")
+    event_create(event_type="order.created", payload={})
+    return list(Delivery.objects.order_by("subscriber_id"))
+
+
+def test_each_row_updates_its_own_row_and_the_matches_are_reported(deliveries):
+    now = timezone.now()
+    first, second, third = deliveries
+    Delivery.objects.filter(pk=second.pk).update(status=Delivery.Status.IN_FLIGHT)
+
+    matched = update_rows(
+        Delivery,
+        set_fields=("status", "last_status_code", "next_attempt_at", "last_error"),
+        where_fields=("id", "status"),
+        rows=[
+            (Delivery.Status.DELIVERED, 200, None, ODD_TEXT, third.pk, Delivery.Status.PENDING),
+            (Delivery.Status.FAILED, None, now, "", second.pk, "pending"),
+            (
+                Delivery.Status.RETRYING,
+                503,
+                now + timedelta(seconds=5),
+                "HTTP 503",
+                first.pk,
+                "pending",
+            ),
+        ],
+    )
+
+    assert matched == [0, 2]
+    stored = {d.pk: d for d in Delivery.objects.all()}
+    assert (stored[third.pk].status, stored[third.pk].last_status_code) == ("delivered", 200)
+    assert stored[third.pk].next_attempt_at is None
+    assert stored[third.pk].last_error == ODD_TEXT
+    assert stored[second.pk].status == "in_flight"  # its condition did not hold
+    assert stored[second.pk].last_error == ""
+    assert (stored[first.pk].status, stored[first.pk].last_error) == ("retrying", "HTTP 503")
+    assert stored[first.pk].next_attempt_at == now + timedelta(seconds=5)
+
+
+def test_no_rows_is_no_statement(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert update_rows(Delivery, set_fields=("status",), where_fields=("id",), rows=[]) == []
+
+
 def test_select_instances_reads_every_field_as_the_orm_does():
     issued = api_key_create(name="billing", scopes=["read", "events:publish"]).api_key
     used = timezone.now() - timedelta(minutes=5)
@@ -32,6 +86,5 @@ def test_select_instances_reads_every_field_as_the_orm_does():
     assert ApiKey.objects.get(pk=issued.pk).name == "billing-v2"
 
 
-@pytest.mark.django_db
 def test_select_instances_finds_nothing_without_a_match():
     assert select_instances(ApiKey, where="prefix = %s", params=["nope"]) == []

@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from deadletters.models import DeadLetter
 from deliveries import policy
 from deliveries.claims import deliveries_claim
-from deliveries.dispatcher import Dispatcher
+from deliveries.dispatcher import COALESCE_WINDOW, Dispatcher
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.outcomes import LOST_WORKER_ERROR
 from events.services import event_create
@@ -159,6 +159,44 @@ def test_new_work_wakes_an_idle_dispatcher_without_waiting_for_its_poll(make_sub
         thread.join(timeout=30)
     assert not thread.is_alive()
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
+
+
+@pytest.mark.django_db
+def test_work_announced_soon_after_a_claim_waits_out_the_window(monkeypatch):
+    dispatcher = _dispatcher()
+    claimed_at: list[float] = []
+
+    def claim(wanted: int) -> int:
+        claimed_at.append(time.monotonic())
+        dispatcher._last_claim = time.monotonic()
+        dispatcher.wake()  # a commit announced more work while this claim ran
+        return 0
+
+    monkeypatch.setattr(dispatcher, "_claim", claim)
+    monkeypatch.setattr(dispatcher, "_idle_wait", lambda: 0.2)
+
+    dispatcher._cycle()
+    dispatcher._cycle()
+
+    assert claimed_at[1] - claimed_at[0] >= COALESCE_WINDOW
+
+
+@pytest.mark.django_db
+def test_work_announced_after_a_quiet_spell_is_claimed_at_once(monkeypatch):
+    dispatcher = _dispatcher()
+    claimed_at: list[float] = []
+    monkeypatch.setattr(
+        dispatcher, "_claim", lambda wanted: claimed_at.append(time.monotonic()) or 0
+    )
+    monkeypatch.setattr(dispatcher, "_idle_wait", lambda: 0.2)
+    dispatcher._last_claim = time.monotonic() - 1.0  # the claim before was long ago
+    woken_at: list[float] = []
+    threading.Timer(0.02, lambda: woken_at.append(time.monotonic()) or dispatcher.wake()).start()
+
+    dispatcher._cycle()
+    dispatcher._cycle()
+
+    assert claimed_at[1] - woken_at[0] < COALESCE_WINDOW
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import import_module
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps
+from django.db import connection
 from django.utils import timezone
 
 from deadletters.models import DeadLetter
+from deadletters.services import dead_letters_replay
 from deliveries.claims import deliveries_claim, delivery_claim
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.outcomes import LOST_WORKER_ERROR, delivery_record_outcome
+from deliveries.outcomes import (
+    LOST_WORKER_ERROR,
+    Sent,
+    deliveries_record_outcomes,
+    delivery_record_outcome,
+)
 from deliveries.sender import SendResult
 from deliveries.services import deliveries_requeue
 from deliveries.sweeper import deliveries_sweep
@@ -186,6 +196,43 @@ def test_outcome_from_a_superseded_worker_is_ignored(delivery):
     assert delivery_record_outcome(claim=current, result=_ok(200), now=now) == "delivered"
 
 
+def test_a_batch_of_successes_moves_on_only_the_deliveries_its_claims_still_hold(
+    make_subscriber,
+):
+    make_subscriber(name="first")
+    make_subscriber(name="second")
+    event_create(event_type="order.created", payload={})
+    now = timezone.now()
+    stale = deliveries_claim(limit=2, now=now)
+    later = now + timedelta(hours=1)
+    taken_over = delivery_claim(delivery_id=stale[0].delivery.pk, now=later)
+
+    outcomes = deliveries_record_outcomes([Sent(claim, _ok(200)) for claim in stale], now=later)
+
+    assert outcomes == ["superseded", "delivered"]
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert statuses == {stale[0].delivery.pk: "in_flight", stale[1].delivery.pk: "delivered"}
+    assert delivery_record_outcome(claim=taken_over, result=_ok(200), now=later) == "delivered"
+
+
+def test_outcome_from_a_worker_superseded_before_a_requeue_is_ignored(delivery):
+    # The replacement's attempt failed, an operator requeued the delivery and it was claimed
+    # again: its attempt count is back to the stale worker's, but it is not the same claim.
+    now = timezone.now()
+    stale = delivery_claim(delivery_id=delivery.pk, now=now)
+    later = now + timedelta(hours=1)
+    replacement = delivery_claim(delivery_id=delivery.pk, now=later)
+    delivery_record_outcome(claim=replacement, result=_ok(500), now=later)
+    deliveries_requeue(deliveries=Delivery.objects.filter(pk=delivery.pk), now=later)
+    current = delivery_claim(delivery_id=delivery.pk, now=later)
+    assert current.delivery.attempt_count == stale.delivery.attempt_count == 1
+
+    assert delivery_record_outcome(claim=stale, result=_ok(200), now=later) == "superseded"
+    assert delivery_record_outcome(claim=stale, result=_ok(500), now=later) == "superseded"
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.IN_FLIGHT
+    assert delivery_record_outcome(claim=current, result=_ok(200), now=later) == "delivered"
+
+
 def test_sweeper_requeues_held_deliveries_of_a_subscriber_sending_again(delivery):
     # e.g. the subscriber was resumed, but the release job failed while the database was down
     Delivery.objects.filter(pk=delivery.pk).update(enqueued_at=None)
@@ -216,3 +263,39 @@ def test_replayed_delivery_numbers_attempts_on_from_its_history(delivery):
 
     assert claim.attempt.number == 2
     assert claim.delivery.attempt_count == 1  # a fresh set of attempts
+    delivery.refresh_from_db()
+    assert (delivery.attempt_count, delivery.attempts_made) == (1, 2)
+
+
+def test_dead_letter_replay_numbers_attempts_on_and_counts_lost_ones(delivery):
+    now = timezone.now()
+    delivery_claim(delivery_id=delivery.pk, now=now)  # its worker dies: the attempt is lost
+    now += timedelta(hours=1)  # the lease has run out
+    for _ in range(3):
+        claim = delivery_claim(delivery_id=delivery.pk, now=now)
+        delivery_record_outcome(claim=claim, result=_ok(503), now=now)
+        now = Delivery.objects.get(pk=delivery.pk).next_attempt_at or now
+    assert Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+    dead_letters_replay(dead_letters=DeadLetter.objects.all(), now=now)
+
+    claims = [delivery_claim(delivery_id=delivery.pk, now=now)]
+    delivery_record_outcome(claim=claims[0], result=_ok(503), now=now)
+    claims.append(delivery_claim(delivery_id=delivery.pk, now=now + timedelta(minutes=1)))
+
+    assert [claim.attempt.number for claim in claims] == [5, 6]
+    assert list(delivery.attempts.values_list("number", flat=True)) == [1, 2, 3, 4, 5, 6]
+    delivery.refresh_from_db()
+    assert (delivery.attempt_count, delivery.attempts_made) == (2, 6)
+
+
+def test_migration_backfills_attempts_made_from_the_history(delivery, make_subscriber):
+    backfill = import_module("deliveries.migrations.0007_delivery_attempts_made")
+    untried = Delivery.objects.create(event=delivery.event, subscriber=make_subscriber())
+    for number in (1, 2, 3):
+        DeliveryAttempt.objects.create(delivery=delivery, number=number, started_at=timezone.now())
+    Delivery.objects.update(attempts_made=0)
+
+    backfill.backfill_attempts_made(apps, SimpleNamespace(connection=connection))
+
+    assert Delivery.objects.get(pk=delivery.pk).attempts_made == 3
+    assert Delivery.objects.get(pk=untried.pk).attempts_made == 0
