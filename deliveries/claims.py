@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from config.db import column_converters, converted
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
 from deliveries.locked import lock_deliveries
@@ -31,19 +32,43 @@ class Claim:
     probe: bool = False  # the one delivery testing an open circuit
 
 
+def _queued_condition() -> str:
+    """deliveries.selectors.queued in SQL on `d`: the rows `delivery_ready_idx` covers."""
+    quote = connection.ops.quote_name
+    return f"d.{quote('status')} IN (%s, %s) AND d.{quote('enqueued_at')} IS NOT NULL"
+
+
 def _lock_ready_due(now: datetime, limit: int) -> list[Delivery]:
     """Queued deliveries whose time has come (the `delivery_ready_idx` scan), oldest first."""
     quote = connection.ops.quote_name
-    condition = (
-        f"d.{quote('status')} IN (%s, %s) AND d.{quote('enqueued_at')} IS NOT NULL "
-        f"AND d.{quote('next_attempt_at')} <= %s"
-    )
     return lock_deliveries(
-        condition=condition,
+        condition=f"{_queued_condition()} AND d.{quote('next_attempt_at')} <= %s",
         order_by=f"d.{quote('next_attempt_at')}",
         params=[*DUE_STATUSES, _db_time(now)],
         limit=limit,
     )
+
+
+def next_due_at() -> datetime | None:
+    """When the earliest queued delivery comes due (None: nothing is queued).
+
+    An idle dispatcher asks after every claim that came back short, so this is written out: the
+    ORM's aggregate cost more CPU to compile than the index lookup it runs.
+    """
+    quote = connection.ops.quote_name
+    field = Delivery._meta.get_field("next_attempt_at")
+    sql = (
+        f"SELECT d.{quote(field.column)} FROM {quote(Delivery._meta.db_table)} d "
+        f"WHERE {_queued_condition()} AND d.{quote(field.column)} IS NOT NULL "
+        f"ORDER BY d.{quote(field.column)} LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(DUE_STATUSES))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (value,) = converted(row, column_converters([field.get_col("d")], connection), connection)
+    return value
 
 
 def _lock_lease_expired(now: datetime, limit: int) -> list[Delivery]:

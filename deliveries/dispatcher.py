@@ -24,11 +24,10 @@ from django.db import (
     close_old_connections,
     connection,
 )
-from django.db.models import Min
 from django.utils import timezone
 
 from deliveries import heartbeat, policy
-from deliveries.claims import Claim, deliveries_claim
+from deliveries.claims import Claim, deliveries_claim, next_due_at
 from deliveries.outcomes import Sent, deliveries_record_outcomes
 from deliveries.selectors import queued
 from deliveries.sender import SendResult, Timeouts, send
@@ -43,6 +42,11 @@ MIN_WAIT = 0.005
 # under a stream of commits one claim takes what several announced; after a quiet spell the
 # claim is immediate.
 COALESCE_WINDOW = 0.005
+# Outcomes are recorded together: once this many are waiting, or the oldest has waited this
+# long, or nothing else is in flight. The receiver already has its request, so waiting adds no
+# delivery latency; it turns a stream of one-row transactions into a few larger ones.
+RECORD_BATCH = 32
+RECORD_WINDOW = 0.02
 MAX_DB_BACKOFF = 5.0
 
 
@@ -62,6 +66,12 @@ class Dispatcher:
         self._unrecorded: list[Sent] = []
         self._next_lease_check = 0.0
         self._last_claim = 0.0  # time.monotonic() when the last claim ended
+        # Claiming is worth a query only when something may be due: new work was announced, the
+        # last claim filled every slot (a backlog), or the earliest queued delivery's time came.
+        self._woken = True
+        self._backlog = False
+        self._claim_at = 0.0  # time.monotonic() by which to claim again whatever happens
+        self._first_unrecorded_at = 0.0
         self._db_backoff = 0.0
 
     @classmethod
@@ -125,17 +135,36 @@ class Dispatcher:
     def _cycle(self) -> None:
         heartbeat.beat()  # rate-limited inside: one small write every few seconds
         self._take_all_waiting()
-        self._record()
+        if self._record_due():
+            self._record()
         wanted = self.concurrency - self._in_flight
-        claimed = self._claim(wanted) if wanted else 0
-        # Fewer than wanted means nothing else is due: sleep until a send finishes, new work is
-        # announced, or the next queued delivery comes due. Otherwise every slot is busy.
-        timeout = self._idle_wait() if claimed < wanted else self.poll
+        if wanted and self._claim_due():
+            self._claim(wanted)
         with contextlib.suppress(queue.Empty):
-            item = self._inbox.get(timeout=timeout)
+            item = self._inbox.get(timeout=self._wait_seconds())
             self._take(item)
             if item is WAKE:
                 self._gather(until=self._last_claim + COALESCE_WINDOW)
+
+    def _claim_due(self) -> bool:
+        return self._woken or self._backlog or time.monotonic() >= self._claim_at
+
+    def _record_due(self) -> bool:
+        return bool(self._unrecorded) and (
+            not self._in_flight
+            or len(self._unrecorded) >= RECORD_BATCH
+            or time.monotonic() - self._first_unrecorded_at >= RECORD_WINDOW
+        )
+
+    def _wait_seconds(self) -> float:
+        """How long the loop may sleep if nothing arrives: until the next claim or record is due."""
+        now = time.monotonic()
+        until = now + self.poll
+        if self._in_flight < self.concurrency:
+            until = min(until, self._claim_at)
+        if self._unrecorded:
+            until = min(until, self._first_unrecorded_at + RECORD_WINDOW)
+        return max(0.0, until - now)
 
     def _gather(self, *, until: float) -> None:
         """Take what arrives (sends finishing, more wake-ups) until `until` (monotonic)."""
@@ -150,8 +179,14 @@ class Dispatcher:
         reclaim = time.monotonic() >= self._next_lease_check
         if reclaim:
             self._next_lease_check = time.monotonic() + LEASE_CHECK_INTERVAL
+        self._woken = False
         claims = deliveries_claim(limit=wanted, now=now, reclaim_expired=reclaim)
         self._last_claim = time.monotonic()
+        # Fewer than wanted means nothing else is due now (what admission set aside is due
+        # later): the next claim waits for an announcement, or for the earliest due time.
+        self._backlog = len(claims) == wanted
+        if not self._backlog:
+            self._claim_at = self._last_claim + self._idle_wait()
         for claim in claims:
             self._in_flight += 1
             self._pool.submit(self._send, claim)
@@ -170,8 +205,11 @@ class Dispatcher:
     def _take(self, item) -> None:
         if item is WAKE:
             self._wake_pending.clear()
+            self._woken = True
         else:
             self._in_flight -= 1
+            if not self._unrecorded:
+                self._first_unrecorded_at = time.monotonic()
             self._unrecorded.append(item)
 
     def _take_all_waiting(self) -> None:
@@ -198,6 +236,9 @@ class Dispatcher:
         self._unrecorded = []
         for sent, outcome in zip(batch, outcomes, strict=True):
             log_attempt(sent, outcome)
+        if any(outcome == "retrying" for outcome in outcomes):
+            # A retry this batch scheduled may come due before the claim planned last.
+            self._claim_at = min(self._claim_at, time.monotonic() + self._idle_wait())
 
     def _record_alone(self, sent: Sent, *, now: datetime) -> str:
         try:
@@ -211,7 +252,7 @@ class Dispatcher:
 
     def _idle_wait(self) -> float:
         """Seconds until the next queued delivery is due, at most one poll interval."""
-        next_due: datetime | None = queued().aggregate(first=Min("next_attempt_at"))["first"]
+        next_due = next_due_at()
         if next_due is None:
             return self.poll
         return min(self.poll, max(MIN_WAIT, (next_due - timezone.now()).total_seconds()))

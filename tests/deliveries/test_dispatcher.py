@@ -13,6 +13,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from deadletters.models import DeadLetter
+from deliveries import dispatcher as dispatcher_module
 from deliveries import policy
 from deliveries.claims import deliveries_claim
 from deliveries.dispatcher import COALESCE_WINDOW, Dispatcher
@@ -161,19 +162,27 @@ def test_new_work_wakes_an_idle_dispatcher_without_waiting_for_its_poll(make_sub
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
 
 
+def _timed_claims(dispatcher: Dispatcher, monkeypatch, *, then=None) -> list[float]:
+    """Record when each claim starts; `then` runs after each (e.g. a commit announcing work)."""
+    claimed_at: list[float] = []
+    claim = dispatcher._claim
+
+    def timed(wanted: int) -> int:
+        claimed_at.append(time.monotonic())
+        claimed = claim(wanted)
+        if then:
+            then()
+        return claimed
+
+    monkeypatch.setattr(dispatcher, "_claim", timed)
+    return claimed_at
+
+
 @pytest.mark.django_db
 def test_work_announced_soon_after_a_claim_waits_out_the_window(monkeypatch):
-    dispatcher = _dispatcher()
-    claimed_at: list[float] = []
-
-    def claim(wanted: int) -> int:
-        claimed_at.append(time.monotonic())
-        dispatcher._last_claim = time.monotonic()
-        dispatcher.wake()  # a commit announced more work while this claim ran
-        return 0
-
-    monkeypatch.setattr(dispatcher, "_claim", claim)
-    monkeypatch.setattr(dispatcher, "_idle_wait", lambda: 0.2)
+    dispatcher = _dispatcher(poll=30)
+    # A commit announces more work while each claim runs.
+    claimed_at = _timed_claims(dispatcher, monkeypatch, then=dispatcher.wake)
 
     dispatcher._cycle()
     dispatcher._cycle()
@@ -183,20 +192,72 @@ def test_work_announced_soon_after_a_claim_waits_out_the_window(monkeypatch):
 
 @pytest.mark.django_db
 def test_work_announced_after_a_quiet_spell_is_claimed_at_once(monkeypatch):
-    dispatcher = _dispatcher()
-    claimed_at: list[float] = []
-    monkeypatch.setattr(
-        dispatcher, "_claim", lambda wanted: claimed_at.append(time.monotonic()) or 0
-    )
-    monkeypatch.setattr(dispatcher, "_idle_wait", lambda: 0.2)
-    dispatcher._last_claim = time.monotonic() - 1.0  # the claim before was long ago
+    dispatcher = _dispatcher(poll=0.5)
+    claimed_at = _timed_claims(dispatcher, monkeypatch)
     woken_at: list[float] = []
-    threading.Timer(0.02, lambda: woken_at.append(time.monotonic()) or dispatcher.wake()).start()
+    threading.Timer(0.05, lambda: woken_at.append(time.monotonic()) or dispatcher.wake()).start()
 
-    dispatcher._cycle()
+    dispatcher._cycle()  # the first claim, then a quiet spell (longer than the window) until woken
     dispatcher._cycle()
 
+    assert len(claimed_at) == 2
     assert claimed_at[1] - woken_at[0] < COALESCE_WINDOW
+
+
+@pytest.mark.django_db
+def test_a_finished_send_alone_starts_no_claim(make_subscriber, receiver):
+    """Nothing announced and no backlog: a claim would find nothing, so none is made."""
+    make_subscriber(endpoint_url=receiver.url())
+    _publish(1)
+    dispatcher = _dispatcher(poll=30)
+    dispatcher._cycle()  # claims the one delivery and sends it; wakes when the send finishes
+    receiver.wait_for(1, timeout=5)
+
+    # What the next cycle decides before it sleeps:
+    dispatcher._take_all_waiting()
+    assert dispatcher._record_due()  # nothing else in flight: record now
+    dispatcher._record()
+    assert not dispatcher._claim_due()
+    assert Delivery.objects.get().status == Delivery.Status.DELIVERED
+
+
+@pytest.mark.django_db
+def test_a_retry_is_claimed_when_it_comes_due_without_an_announcement(
+    make_subscriber, receiver, settings
+):
+    settings.HERALD_RETRY_SCHEDULE = [0.3, 30]
+    make_subscriber(endpoint_url=receiver.url())
+    receiver.then("/hook", Reply(status=500), Reply(status=200))
+    _publish(1)
+    dispatcher = _dispatcher(poll=30)
+
+    deadline = time.monotonic() + 5
+    while Delivery.objects.get().status != Delivery.Status.DELIVERED:
+        assert time.monotonic() < deadline, "the retry was not claimed"
+        dispatcher._cycle()
+
+    first, second = (request.at for request in receiver.received())
+    assert 0.3 <= second - first < 1.0
+
+
+@pytest.mark.django_db
+def test_outcomes_finishing_together_are_recorded_together(make_subscriber, receiver, monkeypatch):
+    make_subscriber(endpoint_url=receiver.url())
+    _publish(8)
+    dispatcher = _dispatcher(concurrency=8, poll=30)
+    batches: list[int] = []
+    record = dispatcher_module.deliveries_record_outcomes
+
+    def counted(outcomes, *, now):
+        batches.append(len(outcomes))
+        return record(outcomes, now=now)
+
+    monkeypatch.setattr(dispatcher_module, "deliveries_record_outcomes", counted)
+
+    dispatcher.run_until_idle(timeout=10)
+
+    assert sum(batches) == 8
+    assert len(batches) < 8
 
 
 @pytest.mark.django_db(transaction=True)
