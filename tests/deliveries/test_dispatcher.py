@@ -229,7 +229,7 @@ def test_a_retry_is_claimed_when_it_comes_due_without_an_announcement(
     make_subscriber(endpoint_url=receiver.url())
     receiver.then("/hook", Reply(status=500), Reply(status=200))
     _publish(1)
-    dispatcher = _dispatcher(poll=30)
+    dispatcher = _dispatcher(poll=2)  # the retry must go at its time, not at the next poll
 
     deadline = time.monotonic() + 5
     while Delivery.objects.get().status != Delivery.Status.DELIVERED:
