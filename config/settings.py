@@ -230,9 +230,13 @@ HERALD_DEMO_RECEIVER_URL = env.str(
 )
 HERALD_DEMO_SECRET = env.str("HERALD_DEMO_SECRET", default="")
 # Worker processes per qcluster; each runs a delivery dispatcher (see deliveries/dispatcher.py).
-HERALD_WORKERS = env.int("HERALD_WORKERS", default=2)
-# Requests each worker process keeps in flight at once (one keep-alive session per sender thread).
-HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=64)
+# One by default: on a small machine shared with the web processes and PostgreSQL, a second
+# dispatcher mostly adds claims that race the first (measured in the README's Benchmarks). On a
+# machine of its own, run one per core.
+HERALD_WORKERS = env.int("HERALD_WORKERS", default=1)
+# Requests each worker process keeps in flight at once (one keep-alive session per sender thread):
+# against a receiver taking 0.5 s, 128 in flight is 250 deliveries a second.
+HERALD_DELIVERY_CONCURRENCY = env.int("HERALD_DELIVERY_CONCURRENCY", default=128)
 # Seconds an idle dispatcher (and django-q2's job poller) waits before looking for work again.
 # On PostgreSQL new work wakes dispatchers at once (LISTEN/NOTIFY); this is the fallback.
 HERALD_QUEUE_POLL = env.float("HERALD_QUEUE_POLL", default=0.5)
