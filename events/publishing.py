@@ -45,6 +45,30 @@ def events_publish(new_events: list[Event], *, now: datetime) -> dict[Any, int]:
         counts = _publish_in_one_statement(new_events, now=now)
     else:
         counts = _publish_with_orm(new_events, now=now)
+    _log_accepted(new_events, sum(counts.values()))
+    return counts
+
+
+def event_publish_alone(event: Event, *, now: datetime) -> int | None:
+    """Store one event with its deliveries in a single statement that needs no transaction
+    around it; returns its delivery count, or None if nothing was stored (PostgreSQL only).
+
+    A single event is most of what the API receives, and BEGIN and COMMIT were two of its five
+    round trips. The statement stores all or nothing, so it declines, storing nothing, when
+    the event needs more than it can do alone: its idempotency key is already taken (the caller
+    looks up the original) or a matching subscriber needs a rate-limit slot (reserved in Python
+    under that subscriber's row lock). The caller then takes the transactional path.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(alone=True), _params([event], now=now))
+        stored, count, _woken = cursor.fetchone()
+    if not stored:
+        return None
+    _log_accepted([event], count)
+    return count
+
+
+def _log_accepted(new_events: list[Event], deliveries: int) -> None:
     # A batch logs one line: its first event's id and how many came with it.
     logger.info(
         "events accepted",
@@ -52,10 +76,9 @@ def events_publish(new_events: list[Event], *, now: datetime) -> dict[Any, int]:
             "event_id": str(new_events[0].id),
             "event_type": new_events[0].event_type,
             "count": len(new_events),
-            "deliveries": sum(counts.values()),
+            "deliveries": deliveries,
         },
     )
-    return counts
 
 
 def _publish_with_orm(new_events: list[Event], *, now: datetime) -> dict[Any, int]:
@@ -70,16 +93,8 @@ def _publish_with_orm(new_events: list[Event], *, now: datetime) -> dict[Any, in
 
 
 def _publish_in_one_statement(new_events: list[Event], *, now: datetime) -> dict[Any, int]:
-    params = {
-        **_constant_params(),
-        # One JSON document carries every event: a single parameter for psycopg to send, however
-        # many events, and no per-column arrays to type.
-        "events": json.dumps([_event_row(event) for event in new_events], default=_json_default),
-        "now": now,
-        "default_limited": settings.HERALD_DEFAULT_RATE_LIMIT is not None,
-    }
     with connection.cursor() as cursor:
-        cursor.execute(_statement(), params)
+        cursor.execute(_statement(alone=False), _params(new_events, now=now))
         matches = cursor.fetchall()
     counts = dict.fromkeys((event.id for event in new_events), 0)
     needing_slots: dict[Any, list[Subscriber]] = {}
@@ -97,6 +112,17 @@ def _publish_in_one_statement(new_events: list[Event], *, now: datetime) -> dict
     return counts
 
 
+def _params(new_events: list[Event], *, now: datetime) -> dict[str, Any]:
+    return {
+        **_constant_params(),
+        # One JSON document carries every event: a single parameter for psycopg to send, however
+        # many events, and no per-column arrays to type.
+        "events": json.dumps([_event_row(event) for event in new_events], default=_json_default),
+        "now": now,
+        "default_limited": settings.HERALD_DEFAULT_RATE_LIMIT is not None,
+    }
+
+
 def _event_row(event: Event) -> dict[str, Any]:
     return {field.column: getattr(event, field.attname) for field in Event._meta.concrete_fields}
 
@@ -112,8 +138,13 @@ def _json_default(value: Any) -> str:
 
 
 @functools.cache
-def _statement() -> str:
-    """The statement's text, built once from the models: the same for every batch."""
+def _statement(*, alone: bool) -> str:
+    """The statement's text, built once from the models: the same for every batch.
+
+    In a transaction it stores every event and queues what it can, returning each match. Alone
+    (see event_publish_alone) it matches the input before storing anything, so that it can
+    decline as a whole.
+    """
     quote = connection.ops.quote_name
     event_fields = Event._meta.concrete_fields
     event_columns = ", ".join(quote(field.column) for field in event_fields)
@@ -122,35 +153,63 @@ def _statement() -> str:
     )
     delivery_columns = ", ".join(quote(field.column) for field in Delivery._meta.concrete_fields)
     delivery_values = ", ".join(_delivery_value(field) for field in Delivery._meta.concrete_fields)
-    return f"""
-        WITH new_event AS (
-            INSERT INTO {quote(Event._meta.db_table)} ({event_columns})
-            SELECT {event_columns} FROM jsonb_to_recordset(%(events)s::jsonb) AS e({event_record})
-            RETURNING {quote("id")}, {quote("event_type")}
-        ), matched AS (
-            SELECT e.id AS event_id, s.id AS subscriber_id, s.circuit_state,
+    events_table = quote(Event._meta.db_table)
+    deliveries_table = quote(Delivery._meta.db_table)
+
+    def matched(events: str) -> str:
+        return f"""
+            SELECT e.{quote("id")} AS event_id, s.id AS subscriber_id, s.circuit_state,
                    s.rate_limit_per_second,
                    -- Rate-limited as subscribers.ratelimit.effective_rate_limit has it: the
                    -- subscriber's own limit (0 counts as none), else HERALD_DEFAULT_RATE_LIMIT.
                    (%(default_limited)s OR COALESCE(s.rate_limit_per_second, 0) <> 0)
                        AS rate_limited
-            FROM new_event e
+            FROM {events} e
             JOIN {quote(Subscriber._meta.db_table)} s ON s.is_active AND EXISTS (
                 SELECT 1 FROM jsonb_array_elements_text(s.event_types) AS p(pattern)
                 WHERE {_PATTERN_MATCHES}
             )
+        """
+
+    # Rate-limited subscribers with a closed circuit get their slots in Python.
+    needs_slot = "m.circuit_state = %(closed)s AND m.rate_limited"
+    # Delivered at commit, and only if something was queued (deliveries.wakeup).
+    wake = "(SELECT count(*) FROM (SELECT pg_notify(%(channel)s, '') FROM queued LIMIT 1) AS w)"
+    submitted = f"jsonb_to_recordset(%(events)s::jsonb) AS e({event_record})"
+    if not alone:
+        return f"""
+            WITH new_event AS (
+                INSERT INTO {events_table} ({event_columns})
+                SELECT {event_columns} FROM {submitted}
+                RETURNING {quote("id")}, {quote("event_type")}
+            ), matched AS ({matched("new_event")}
+            ), queued AS (
+                INSERT INTO {deliveries_table} ({delivery_columns})
+                SELECT {delivery_values} FROM matched m WHERE NOT ({needs_slot})
+                RETURNING 1
+            )
+            SELECT m.event_id, m.subscriber_id, m.rate_limit_per_second, {needs_slot}, {wake}
+            FROM matched m
+        """
+    return f"""
+        WITH submitted AS (
+            SELECT * FROM {submitted}
+        ), matched AS ({matched("submitted")}
+        ), new_event AS (
+            INSERT INTO {events_table} ({event_columns})
+            SELECT {event_columns} FROM submitted
+            WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE {needs_slot})
+            -- A key already taken stores nothing: the caller finds the original.
+            ON CONFLICT ({quote("api_key_id")}, {quote("idempotency_key")})
+                WHERE NOT ({quote("idempotency_key")} = '')
+                DO NOTHING
+            RETURNING {quote("id")}
         ), queued AS (
-            -- Rate-limited subscribers with a closed circuit get their slots in Python.
-            INSERT INTO {quote(Delivery._meta.db_table)} ({delivery_columns})
-            SELECT {delivery_values} FROM matched m
-            WHERE m.circuit_state <> %(closed)s OR NOT m.rate_limited
+            INSERT INTO {deliveries_table} ({delivery_columns})
+            SELECT {delivery_values} FROM matched m JOIN new_event n ON n.{quote("id")} = m.event_id
             RETURNING 1
         )
-        SELECT m.event_id, m.subscriber_id, m.rate_limit_per_second,
-               m.circuit_state = %(closed)s AND m.rate_limited,
-               -- Delivered at commit, and only if something was queued (deliveries.wakeup).
-               (SELECT count(*) FROM (SELECT pg_notify(%(channel)s, '') FROM queued LIMIT 1) AS n)
-        FROM matched m
+        SELECT (SELECT count(*) FROM new_event), (SELECT count(*) FROM queued), {wake}
     """
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.models import ApiKey
 from events.models import Event, Source
-from events.publishing import events_publish
+from events.publishing import event_publish_alone, events_publish
 
 
 class IdempotencyConflict(Exception):
@@ -71,6 +71,13 @@ def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None
     key are settled by the unique constraint: the loser retries once and finds the winner's event.
     """
     fingerprints = [request_fingerprint(event_type=i.event_type, payload=i.payload) for i in inputs]
+    # The unique constraint settles a repeated key only for a key's own events (NULLs differ):
+    # a keyed event without an API key (internal callers) is looked up on the transactional path.
+    alone = len(inputs) == 1 and (api_key is not None or not inputs[0].idempotency_key)
+    if alone and connection.vendor == "postgresql":
+        ingested = _store_alone(inputs[0], fingerprints[0], api_key=api_key)
+        if ingested is not None:
+            return [ingested]
     try:
         with transaction.atomic():
             return _store(inputs, fingerprints, api_key=api_key)
@@ -79,6 +86,27 @@ def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None
             raise
     with transaction.atomic():
         return _store(inputs, fingerprints, api_key=api_key)
+
+
+def _store_alone(item: EventInput, fingerprint: str, *, api_key: ApiKey | None) -> Ingested | None:
+    """The common case in one statement, or None when it needs the transactional path."""
+    now = timezone.now()
+    event = _new_event(item, fingerprint, api_key=api_key, now=now)
+    count = event_publish_alone(event, now=now)
+    return None if count is None else Ingested(event=event, delivery_count=count, created=True)
+
+
+def _new_event(
+    item: EventInput, fingerprint: str, *, api_key: ApiKey | None, now: datetime
+) -> Event:
+    return Event(
+        event_type=item.event_type,
+        payload=item.payload,
+        api_key=api_key,
+        idempotency_key=item.idempotency_key,
+        request_fingerprint=fingerprint,
+        created_at=now,
+    )
 
 
 def _store(
@@ -106,14 +134,7 @@ def _store(
                 raise IdempotencyConflict(event)
             resolved.append((event, "repeat" if event.pk in new_ids else "old"))
             continue
-        event = Event(
-            event_type=item.event_type,
-            payload=item.payload,
-            api_key=api_key,
-            idempotency_key=item.idempotency_key,
-            request_fingerprint=fingerprint,
-            created_at=now,
-        )
+        event = _new_event(item, fingerprint, api_key=api_key, now=now)
         new_events.append(event)
         new_ids.add(event.pk)
         if item.idempotency_key:

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.apikeys import api_key_create
 from deliveries.models import Delivery
 from events.models import Event
 from events.publishing import events_publish
@@ -128,3 +129,48 @@ def test_one_event_is_one_statement_on_postgresql(make_subscriber):
         events_publish([Event(event_type="order.created", payload={}, created_at=now)], now=now)
     assert len(queries) == 1
     assert Delivery.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_a_single_event_is_stored_in_one_statement_without_a_transaction(make_subscriber):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    make_subscriber(name="a")
+    make_subscriber(name="b", event_types=["invoice.*"])
+    with CaptureQueriesContext(connection) as queries:
+        ingested = event_create(event_type="order.created", payload={"n": 1})
+    assert len(queries) == 1  # no BEGIN, no COMMIT: the statement is atomic on its own
+    assert ingested.created and ingested.delivery_count == 1
+    assert Delivery.objects.filter(event=ingested.event).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_single_event_for_a_rate_limited_subscriber_gets_its_slot(make_subscriber):
+    plain = make_subscriber(name="plain")
+    limited = make_subscriber(name="limited", rate_limit_per_second=1)
+    first = event_create(event_type="order.created", payload={"n": 1})
+    second = event_create(event_type="order.created", payload={"n": 2})
+
+    assert first.delivery_count == second.delivery_count == 2
+    assert Delivery.objects.filter(subscriber=plain).count() == 2
+    slots = sorted(
+        Delivery.objects.filter(subscriber=limited).values_list("rate_slot_at", flat=True)
+    )
+    assert None not in slots
+    assert Event.objects.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("with_api_key", [True, False])
+def test_a_repeated_key_stores_nothing_and_returns_the_original(make_subscriber, with_api_key):
+    make_subscriber()
+    api_key = api_key_create(name="producer").api_key if with_api_key else None
+    original, repeat = (
+        event_create(
+            event_type="order.created", payload={"n": 1}, idempotency_key="k", api_key=api_key
+        )
+        for _ in range(2)
+    )
+    assert repeat.event.pk == original.event.pk and not repeat.created
+    assert repeat.delivery_count == 1
+    assert Event.objects.count() == 1 and Delivery.objects.count() == 1
