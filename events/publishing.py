@@ -8,7 +8,8 @@ a rate-limited subscriber whose circuit is closed come back to Python, because t
 reserved under that subscriber's row lock (deliveries.admission.reserve_slots).
 
 Both paths run in the caller's transaction and match with the same rules as
-subscribers.matching; a test runs every rule through both.
+subscribers.matching; a test runs every rule through both. A single event on PostgreSQL can skip
+the transaction altogether (event_publish_alone): one statement is atomic by itself.
 """
 
 from __future__ import annotations
