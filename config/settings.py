@@ -170,6 +170,11 @@ LOGGING = logging_config(
 
 # --- Herald -------------------------------------------------------------------------------------
 
+# Seconds a web process trusts an API key it found active before reading it again: a revoked key
+# or changed scopes take effect in other processes within this time (the process that revokes
+# sees it at once). 0 reads the key on every request.
+HERALD_API_KEY_CACHE_SECONDS = env.float("HERALD_API_KEY_CACHE_SECONDS", default=5)
+
 # Largest request body accepted, in bytes (413 above it); also the limit for each event's payload
 # in a batch.
 HERALD_MAX_PAYLOAD_BYTES = env.int("HERALD_MAX_PAYLOAD_BYTES", default=256 * 1024)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -300,3 +302,100 @@ def test_openapi_schema_declares_bearer_api_keys(client):
         "description": "An API key from `manage.py create_api_key NAME` or the admin.",
     }
     assert {"ApiKey": []} in schema["paths"]["/api/v1/events"]["post"]["security"]
+
+
+# --- the per-process cache of active keys -----------------------------------------------------
+
+
+def _revoke_behind_this_process(api_key: ApiKey) -> None:
+    # What a revocation in another web process looks like from here: the row changes, and this
+    # process's cache is not told.
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+
+
+@pytest.mark.django_db
+def test_a_key_found_active_is_not_read_again_within_the_cache_time(
+    settings, django_assert_num_queries
+):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 60
+    issued = api_key_create(name="billing-service")
+    assert api_key_authenticate(plaintext=issued.plaintext) is not None
+
+    with django_assert_num_queries(0):
+        again = api_key_authenticate(plaintext=issued.plaintext)
+
+    assert again is not None and again.pk == issued.api_key.pk
+
+
+@pytest.mark.django_db
+def test_a_cached_key_still_checks_the_secret(settings):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 60
+    issued = api_key_create(name="billing-service")
+    assert api_key_authenticate(plaintext=issued.plaintext) is not None
+
+    assert api_key_authenticate(plaintext=f"{issued.plaintext}x") is None
+
+
+@pytest.mark.django_db
+def test_a_key_revoked_elsewhere_is_refused_once_the_cache_time_is_up(settings):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 0.3
+    issued = api_key_create(name="billing-service")
+    assert api_key_authenticate(plaintext=issued.plaintext) is not None
+    _revoke_behind_this_process(issued.api_key)
+
+    trusted_meanwhile = api_key_authenticate(plaintext=issued.plaintext)
+    time.sleep(0.4)
+
+    assert trusted_meanwhile is not None
+    assert api_key_authenticate(plaintext=issued.plaintext) is None
+
+
+@pytest.mark.django_db
+def test_with_no_cache_time_a_key_revoked_elsewhere_is_refused_at_once(settings):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 0
+    issued = api_key_create(name="billing-service")
+    assert api_key_authenticate(plaintext=issued.plaintext) is not None
+    _revoke_behind_this_process(issued.api_key)
+
+    assert api_key_authenticate(plaintext=issued.plaintext) is None
+
+
+@pytest.mark.django_db
+def test_revoking_in_this_process_is_immediate_despite_the_cache(settings):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 60
+    issued = api_key_create(name="billing-service")
+    assert api_key_authenticate(plaintext=issued.plaintext) is not None
+
+    api_keys_revoke(api_keys=ApiKey.objects.filter(pk=issued.api_key.pk), now=timezone.now())
+
+    assert api_key_authenticate(plaintext=issued.plaintext) is None
+
+
+@pytest.mark.django_db
+def test_changed_scopes_apply_to_the_next_request_in_this_process(settings):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 60
+    issued = api_key_create(name="producer", scopes=["events:publish"])
+    assert api_key_authenticate(plaintext=issued.plaintext).scopes == ["events:publish"]
+
+    issued.api_key.scopes = ["events:publish", "read"]
+    issued.api_key.save()
+
+    assert api_key_authenticate(plaintext=issued.plaintext).scopes == ["events:publish", "read"]
+
+
+@pytest.mark.django_db
+def test_a_cached_key_records_its_use_once_a_minute_not_per_request(
+    settings, django_assert_num_queries
+):
+    settings.HERALD_API_KEY_CACHE_SECONDS = 600
+    issued = api_key_create(name="billing-service")
+    start = timezone.now()
+    api_key_authenticate(plaintext=issued.plaintext, now=start)  # reads, and records the use
+
+    with django_assert_num_queries(0):
+        api_key_authenticate(plaintext=issued.plaintext, now=start + timedelta(seconds=30))
+    with django_assert_num_queries(1):
+        api_key_authenticate(plaintext=issued.plaintext, now=start + timedelta(seconds=61))
+
+    issued.api_key.refresh_from_db()
+    assert issued.api_key.last_used_at == start + timedelta(seconds=61)
