@@ -16,9 +16,17 @@ class Delivery(models.Model):
         FAILED = "failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    # No index of their own: event_id leads delivery_event_subscriber_unique and subscriber_id
+    # leads delivery_subscriber_idx, which serve the same lookups; every index is written again
+    # for each delivery inserted.
+    event = models.ForeignKey(
+        "events.Event", on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     subscriber = models.ForeignKey(
-        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
+        "subscribers.Subscriber",
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     # Attempts in the current set: a replay or requeue starts a fresh set at 0.
