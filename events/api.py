@@ -6,6 +6,7 @@ import json
 
 import django_filters
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -23,7 +24,7 @@ from rest_framework.response import Response
 from config.api.exceptions import Conflict
 from config.api.fields import KnownFieldsOnly, StrictCharField
 from config.api.filters import CreatedRangeFilterSet, EventTypeFilter
-from config.api.parsers import storable_in_jsonb
+from config.api.parsers import jsonb_refusal
 from config.api.routing import UUID_PATTERN
 from config.api.schema import error_response
 from config.scopes import Scope
@@ -81,15 +82,21 @@ class JSONObjectField(serializers.JSONField):
     # Doubled braces: DRF formats error messages with str.format.
     default_error_messages = {
         "not_object": 'Must be a JSON object, e.g. {{"order_id": 42}}.',
-        "unstorable": "Strings must not contain NUL (\\u0000) or unpaired surrogate characters.",
+        "unstorable_string": (
+            "Strings must not contain NUL (\\u0000) or unpaired surrogate characters."
+        ),
+        "unstorable_number": "Numbers must be finite: at most about 1.8e308 in magnitude.",
     }
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_object")
-        if not storable_in_jsonb(data):
-            self.fail("unstorable")
-        return super().to_internal_value(data)
+        refusal = jsonb_refusal(data)
+        if refusal is not None:
+            self.fail(f"unstorable_{refusal}")
+        # No call to JSONField's own check: it serializes the value to prove it is JSON, and this
+        # value is what the request's JSON parser produced.
+        return data
 
 
 EVENT_EXAMPLE = {
@@ -211,13 +218,22 @@ class BatchResultSerializer(serializers.Serializer):
     events = EventSerializer(many=True, help_text="In the order they were sent.")
 
 
-# One bound serializer renders every stored event: binding a serializer's fields costs more than
-# rendering them, and rendering changes nothing on it, so request threads can share it.
-_EVENT_RENDERER = EventSerializer()
-
-
 def _rendered(event: Event) -> dict:
-    return _EVENT_RENDERER.to_representation(event)
+    """EventSerializer's representation, written out (a test keeps the two equal).
+
+    Every 202 renders one and a batch renders 500: DRF's generic field loop took a sixth of a
+    batch request's CPU, ten times what building the dict takes.
+    """
+    created_at = timezone.localtime(event.created_at).isoformat()
+    if created_at.endswith("+00:00"):
+        created_at = created_at[:-6] + "Z"  # as DRF writes UTC
+    return {
+        "id": str(event.id),
+        "event_type": event.event_type,
+        "payload": event.payload,
+        "created_at": created_at,
+        "delivery_count": event.delivery_count,
+    }
 
 
 class EventDeliverySerializer(serializers.ModelSerializer):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -57,7 +58,15 @@ def parse_json(raw: bytes) -> Any:
 
 
 def storable_in_jsonb(data: Any) -> bool:
-    """JSON allows NUL and lone surrogates in strings; PostgreSQL's jsonb refuses them (a 500)."""
+    return jsonb_refusal(data) is None
+
+
+def jsonb_refusal(data: Any) -> str | None:
+    """What in parsed JSON PostgreSQL's jsonb would refuse (a 500 if sent), or None.
+
+    "string": JSON allows NUL and lone surrogates in strings, jsonb does not. "number": a number
+    too large for a float (1e400) parses as infinity, which is not JSON at all.
+    """
     stack = [data]
     while stack:
         value = stack.pop()
@@ -68,12 +77,14 @@ def storable_in_jsonb(data: Any) -> bool:
             stack.extend(value)
         elif isinstance(value, str):
             if "\x00" in value:
-                return False
+                return "string"
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                return False
-    return True
+                return "string"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "number"
+    return None
 
 
 def _reject_constant(name: str) -> None:

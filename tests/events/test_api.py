@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 
 from config.apikeys import api_key_create
 from deliveries.models import Delivery
+from events.api import EventSerializer, _rendered
 from events.models import Event
 from events.services import event_create
 from tests.queue import queued
@@ -346,7 +348,8 @@ def test_nan_and_infinity_are_rejected_as_invalid_json(api, constant):
 def test_number_too_large_for_a_float_is_400_not_500(api):
     response = _post_raw(api, '{"event_type": "order.created", "payload": {"x": 1e400}}')
 
-    assert response.status_code == 400
+    _assert_invalid(response, "payload")
+    assert "finite" in response.json()["error"]["fields"]["payload"][0]
     assert Event.objects.count() == 0
 
 
@@ -534,3 +537,25 @@ def test_detail_with_malformed_id_is_404(api):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
+        datetime(2026, 11, 24, 9, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/Paris")),
+    ],
+)
+def test_the_written_out_rendering_equals_the_documented_serializer(created_at):
+    event = Event(
+        event_type="order.created",
+        payload={"order_id": 42, "lines": [{"sku": "A-1", "qty": 2}], "note": "crème"},
+        created_at=created_at,
+    )
+    event.delivery_count = 3
+
+    assert _rendered(event) == EventSerializer(event).data
