@@ -617,13 +617,26 @@ def ms(seconds: float) -> float | None:
     return None if seconds != seconds else round(seconds * 1000, 1)  # NaN -> None
 
 
+# Events are about 1 KiB of JSON, like the events the targets in issue #5 were measured with.
+EVENT_BYTES = 1024
+
+
+def bench_payload(*, scenario: str, seq: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {"scenario": scenario, "seq": seq, "order_id": 100_000 + seq}
+    envelope = len(
+        json.dumps({"event_type": f"bench.{scenario}", "payload": {**payload, "note": ""}})
+    )
+    payload["note"] = "x" * max(0, EVENT_BYTES - envelope)
+    return payload
+
+
 def event_request(auth: dict[str, str], scenario: str) -> Callable[[int], loadgen.Request]:
     headers = {"Content-Type": "application/json", **auth}
 
     def make(index: int) -> loadgen.Request:
         body = {
             "event_type": f"bench.{scenario}",
-            "payload": {"scenario": scenario, "seq": index, "order_id": 100_000 + index},
+            "payload": bench_payload(scenario=scenario, seq=index),
         }
         return loadgen.Request(path=EVENTS_PATH, body=json.dumps(body).encode(), headers=headers)
 
@@ -910,7 +923,7 @@ def run_batch(ctx: Context) -> dict[str, Any]:
         events = [
             {
                 "event_type": "bench.batch",
-                "payload": {"scenario": "batch", "seq": index * s.batch_size + n},
+                "payload": bench_payload(scenario="batch", seq=index * s.batch_size + n),
             }
             for n in range(s.batch_size)
         ]
