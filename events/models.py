@@ -106,7 +106,8 @@ class Event(models.Model):
     event_type = models.CharField(max_length=200)
     payload = models.JSONField()
     # Idempotency keys are scoped to the API key that sent them, as one client cannot know
-    # another's keys. The fingerprint tells a retried request from a different one reusing a key.
+    # another's keys. The fingerprint (of keyed events only) tells a retried request from a
+    # different one reusing a key.
     api_key = models.ForeignKey(
         "config.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )

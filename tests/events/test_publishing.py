@@ -13,7 +13,7 @@ from config.apikeys import api_key_create
 from deliveries.models import Delivery
 from events.models import Event
 from events.publishing import events_publish
-from events.services import EventInput, event_create, events_create
+from events.services import EventInput, IdempotencyConflict, event_create, events_create
 from subscribers.matching import matches
 from subscribers.models import Subscriber
 
@@ -174,3 +174,16 @@ def test_a_repeated_key_stores_nothing_and_returns_the_original(make_subscriber,
     assert repeat.event.pk == original.event.pk and not repeat.created
     assert repeat.delivery_count == 1
     assert Event.objects.count() == 1 and Delivery.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_only_keyed_events_are_fingerprinted_and_a_key_still_tells_repeats_from_conflicts():
+    unkeyed = event_create(event_type="order.created", payload={"order_id": 1})
+    keyed = event_create(event_type="order.created", payload={"order_id": 2}, idempotency_key="k")
+
+    assert Event.objects.get(pk=unkeyed.event.pk).request_fingerprint == ""
+    assert len(Event.objects.get(pk=keyed.event.pk).request_fingerprint) == 64
+    repeat = event_create(event_type="order.created", payload={"order_id": 2}, idempotency_key="k")
+    assert (repeat.created, repeat.event.pk) == (False, keyed.event.pk)
+    with pytest.raises(IdempotencyConflict):
+        event_create(event_type="order.created", payload={"order_id": 3}, idempotency_key="k")
