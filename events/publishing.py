@@ -70,6 +70,8 @@ def event_publish_alone(event: Event, *, now: datetime) -> int | None:
 
 
 def _log_accepted(new_events: list[Event], deliveries: int) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
     # A batch logs one line: its first event's id and how many came with it.
     logger.info(
         "events accepted",
