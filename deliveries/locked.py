@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from config.db import column_converters, converted
+from config.db import column_converters, converted, hot_cursor
 from deliveries.models import Delivery
 from subscribers.models import Subscriber
 
@@ -49,7 +49,7 @@ def lock_deliveries(
     features = connection.features
     lock = " FOR UPDATE OF d SKIP LOCKED" if features.has_select_for_update_skip_locked else ""
     sql = f"{join.select} WHERE {condition} ORDER BY {order_by} LIMIT %s{lock}"
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(sql, [*params, limit])
         rows = cursor.fetchall()
     return [_delivery(join, row, connection) for row in rows]

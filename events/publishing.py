@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from config.db import hot_cursor
 from deliveries.models import Delivery
 from deliveries.services import fan_out
 from deliveries.wakeup import CHANNEL
@@ -60,7 +61,7 @@ def event_publish_alone(event: Event, *, now: datetime) -> int | None:
     looks up the original) or a matching subscriber needs a rate-limit slot (reserved in Python
     under that subscriber's row lock). The caller then takes the transactional path.
     """
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(_statement(alone=True), _params([event], now=now))
         stored, count, _woken = cursor.fetchone()
     if not stored:
@@ -96,7 +97,7 @@ def _publish_with_orm(new_events: list[Event], *, now: datetime) -> dict[Any, in
 
 
 def _publish_in_one_statement(new_events: list[Event], *, now: datetime) -> dict[Any, int]:
-    with connection.cursor() as cursor:
+    with hot_cursor(connection) as cursor:
         cursor.execute(_statement(alone=False), _params(new_events, now=now))
         matches = cursor.fetchall()
     counts = dict.fromkeys((event.id for event in new_events), 0)

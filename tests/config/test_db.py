@@ -1,17 +1,20 @@
 """config.db: many rows updated in one go (and which matched); hand-written SELECTs that read
-rows back as the ORM would, on any backend."""
+rows back as the ORM would, on any backend; hot statements prepared on PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.apikeys import api_key_create
-from config.db import select_instances, update_rows
+from config.db import hot_cursor, select_instances, update_rows
 from config.models import ApiKey
 from deliveries.models import Delivery
+from events.models import Event
 from events.services import event_create
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +91,64 @@ def test_select_instances_reads_every_field_as_the_orm_does():
 
 def test_select_instances_finds_nothing_without_a_match():
     assert select_instances(ApiKey, where="prefix = %s", params=["nope"]) == []
+
+
+# --- prepared statements on the hot paths (PostgreSQL) ---------------------------------------
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def _publish_three() -> None:
+    for n in range(3):
+        event_create(event_type="order.created", payload={"order_id": n})
+
+
+@pytest.fixture
+def postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_the_ingest_statement_is_prepared_once_and_reused(make_subscriber):
+    make_subscriber()
+
+    _publish_three()
+
+    ingest = [
+        statement for statement in _prepared_statements() if "jsonb_to_recordset" in statement
+    ]
+    assert len(ingest) == 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement = %s",
+            [ingest[0]],
+        )
+        assert cursor.fetchone()[0] == 3
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_prepared_statements_can_be_turned_off_for_poolers(settings, make_subscriber):
+    settings.HERALD_PREPARED_STATEMENTS = False
+    make_subscriber()
+
+    _publish_three()
+
+    assert Event.objects.count() == 3
+    assert not [s for s in _prepared_statements() if "jsonb_to_recordset" in s]
+
+
+def test_a_hot_statement_fails_with_djangos_errors_and_is_logged_like_the_orms():
+    with (
+        CaptureQueriesContext(connection) as captured,
+        pytest.raises(IntegrityError),
+        transaction.atomic(),
+        hot_cursor() as cursor,
+    ):
+        cursor.execute("INSERT INTO config_apikey (name) VALUES (%s)", ["no prefix"])
+
+    assert any(query["sql"].startswith("INSERT INTO config_apikey") for query in captured)
