@@ -32,10 +32,25 @@ class Claim:
     probe: bool = False  # the one delivery testing an open circuit
 
 
+def _status_literal(*statuses: str) -> str:
+    """Statuses written into the SQL, not passed as parameters.
+
+    These statements are prepared and may run on a generic plan, which knows nothing of parameter
+    values: with the statuses as parameters the planner cannot tell that the partial indexes
+    (`delivery_ready_idx`, `delivery_lease_idx`) cover the rows, and scans every pending delivery
+    held or not. The statuses are the model's own constants.
+    """
+    assert all(status.isidentifier() for status in statuses)  # nothing to quote
+    return ", ".join(f"'{status}'" for status in statuses)
+
+
 def _queued_condition() -> str:
     """deliveries.selectors.queued in SQL on `d`: the rows `delivery_ready_idx` covers."""
     quote = connection.ops.quote_name
-    return f"d.{quote('status')} IN (%s, %s) AND d.{quote('enqueued_at')} IS NOT NULL"
+    return (
+        f"d.{quote('status')} IN ({_status_literal(*DUE_STATUSES)}) "
+        f"AND d.{quote('enqueued_at')} IS NOT NULL"
+    )
 
 
 def _lock_ready_due(now: datetime, limit: int) -> list[Delivery]:
@@ -44,7 +59,7 @@ def _lock_ready_due(now: datetime, limit: int) -> list[Delivery]:
     return lock_deliveries(
         condition=f"{_queued_condition()} AND d.{quote('next_attempt_at')} <= %s",
         order_by=f"d.{quote('next_attempt_at')}",
-        params=[*DUE_STATUSES, _db_time(now)],
+        params=[_db_time(now)],
         limit=limit,
     )
 
@@ -63,7 +78,7 @@ def next_due_at() -> datetime | None:
         f"ORDER BY d.{quote(field.column)} LIMIT 1"
     )
     with hot_cursor(connection) as cursor:
-        cursor.execute(sql, list(DUE_STATUSES))
+        cursor.execute(sql, [])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -71,13 +86,23 @@ def next_due_at() -> datetime | None:
     return value
 
 
+def _lease_expired_condition() -> str:
+    """In flight with a lease that ended before the time that follows (the `delivery_lease_idx`
+    rows)."""
+    quote = connection.ops.quote_name
+    return (
+        f"d.{quote('status')} = {_status_literal(Delivery.Status.IN_FLIGHT)} "
+        f"AND d.{quote('lease_until')} <"
+    )
+
+
 def _lock_lease_expired(now: datetime, limit: int) -> list[Delivery]:
     """Deliveries in flight whose worker has not reported back within its lease."""
     quote = connection.ops.quote_name
     return lock_deliveries(
-        condition=f"d.{quote('status')} = %s AND d.{quote('lease_until')} < %s",
+        condition=f"{_lease_expired_condition()} %s",
         order_by=f"d.{quote('lease_until')}",
-        params=[Delivery.Status.IN_FLIGHT, _db_time(now)],
+        params=[_db_time(now)],
         limit=limit,
     )
 
@@ -105,15 +130,14 @@ def delivery_claim(*, delivery_id, now: datetime) -> Claim | None:
     )
     rows = lock_deliveries(
         condition=(
-            f"d.{quote('id')} = %s AND ({status} IN (%s, %s) AND {due_at} <= %s "
-            f"OR {status} = %s AND {lease_until} < %s)"
+            f"d.{quote('id')} = %s AND ({status} IN ({_status_literal(*DUE_STATUSES)}) "
+            f"AND {due_at} <= %s "
+            f"OR {status} = {_status_literal(Delivery.Status.IN_FLIGHT)} AND {lease_until} < %s)"
         ),
         order_by=due_at,
         params=[
             Delivery._meta.pk.get_db_prep_value(delivery_id, connection),
-            *DUE_STATUSES,
             _db_time(now),
-            Delivery.Status.IN_FLIGHT,
             _db_time(now),
         ],
         limit=1,

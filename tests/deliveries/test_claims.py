@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from deliveries.claims import deliveries_claim, delivery_claim
+from deliveries.claims import (
+    _lease_expired_condition,
+    _queued_condition,
+    deliveries_claim,
+    delivery_claim,
+)
+from deliveries.locked import _join
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.outcomes import Sent, deliveries_record_outcomes
 from deliveries.sender import SendResult
@@ -103,3 +109,39 @@ def test_a_number_already_in_the_history_is_passed_over(make_subscriber):
 
     assert claim.attempt.number == 2
     assert list(delivery.attempts.values_list("number", flat=True)) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("condition", "order_by", "index"),
+    [
+        (
+            lambda: f"{_queued_condition()} AND d.next_attempt_at <= $1",
+            "d.next_attempt_at",
+            "delivery_ready_idx",
+        ),
+        (
+            lambda: f"{_lease_expired_condition()} $1",
+            "d.lease_until",
+            "delivery_lease_idx",
+        ),
+    ],
+)
+def test_a_claims_generic_plan_still_reads_its_partial_index(condition, order_by, index):
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements and their generic plans are PostgreSQL's")
+    # A prepared statement may run on a generic plan, which knows no parameter values: the
+    # statuses must be in the SQL for the planner to see that the partial index covers the rows.
+    # Sequential scans are off so that a table this small still shows which index is usable.
+    select = _join(connections[DEFAULT_DB_ALIAS]).select
+    sql = f"{select} WHERE {condition()} ORDER BY {order_by} LIMIT $2"
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"PREPARE generic_claim AS {sql}")
+        try:
+            cursor.execute("EXPLAIN EXECUTE generic_claim(now(), 64)")
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE generic_claim")
+
+    assert f"Index Scan using {index} on deliveries_delivery d" in plan, plan
