@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api.exceptions import Conflict
 from config.api.fields import (
     KnownFieldsOnly,
     StrictCharField,
@@ -24,6 +25,7 @@ from config.api.fields import (
 )
 from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
 from config.api.routing import UUID_PATTERN
+from config.api.schema import error_response
 from config.scopes import Scope
 from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.matching import (
@@ -34,7 +36,9 @@ from subscribers.matching import (
 )
 from subscribers.models import Subscriber
 from subscribers.services import (
+    SubscriberBusy,
     subscriber_create,
+    subscriber_delete,
     subscriber_update,
     subscribers_rotate_secret,
 )
@@ -203,7 +207,15 @@ class OpenCircuitSerializer(KnownFieldsOnly, serializers.Serializer):
         ],
     ),
     destroy=extend_schema(
-        summary="Delete a subscriber", description="Its deliveries and their history go too."
+        summary="Delete a subscriber",
+        description="Its deliveries and their history go too.",
+        responses={
+            204: None,
+            409: error_response(
+                "409",
+                "Deliveries kept being created for it during the deletion: pause it, then delete.",
+            ),
+        },
     ),
 )
 class SubscriberViewSet(viewsets.ModelViewSet):
@@ -213,6 +225,12 @@ class SubscriberViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_PATTERN
     filterset_class = SubscriberFilter
+
+    def perform_destroy(self, instance: Subscriber) -> None:
+        try:
+            subscriber_delete(subscriber=instance)
+        except SubscriberBusy as exc:
+            raise Conflict(str(exc)) from exc
 
     @extend_schema(
         summary="Create a subscriber",

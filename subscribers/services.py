@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -38,6 +38,39 @@ def subscriber_create(
 
 
 UPDATABLE_FIELDS = ("name", "endpoint_url", "event_types", "rate_limit_per_second", "is_active")
+
+
+# Attempts at deleting a subscriber while events keep being fanned out to it (see below).
+DELETE_ATTEMPTS = 5
+
+
+class SubscriberBusy(Exception):
+    """Deliveries kept being created for the subscriber while it was being deleted."""
+
+
+def subscriber_delete(*, subscriber: Subscriber) -> None:
+    """Delete a subscriber with its deliveries and their history.
+
+    An event published meanwhile (an API client's, or Herald's own operational events) can add a
+    delivery after the deletion collected the subscriber's deliveries; the foreign key, checked at
+    commit, then refuses the whole deletion. Collecting again picks the newcomer up.
+    """
+    subscriber_id = subscriber.pk  # a deletion that fails at commit has unset the instance's
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                Subscriber.objects.filter(pk=subscriber_id).delete()
+            return
+        except IntegrityError as exc:
+            logger.warning(
+                "deliveries created during the deletion; collecting again",
+                extra={"subscriber_id": str(subscriber_id), "attempt": attempt},
+            )
+            if attempt == DELETE_ATTEMPTS:
+                raise SubscriberBusy(
+                    "Deliveries kept being created for this subscriber while it was being "
+                    "deleted; pause it first, then delete it."
+                ) from exc
 
 
 @transaction.atomic
