@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -93,11 +94,9 @@ def _active_key(prefix: str) -> ApiKey | None:
     return found[0]
 
 
-def api_keys_forget(*, prefixes: list[str] | None = None) -> None:
-    """Drop cached keys (all of them without `prefixes`): the next request reads them again."""
-    if prefixes is None:
-        _active_keys.clear()
-    for prefix in prefixes or ():
+def _forget(prefixes: Iterable[str]) -> None:
+    """Drop these keys from this process's cache: the next request reads them again."""
+    for prefix in prefixes:
         _active_keys.pop(prefix, None)
 
 
@@ -105,7 +104,7 @@ def api_keys_revoke(*, api_keys: QuerySet[ApiKey], now: datetime) -> int:
     """Revoke at once in this process; other processes stop trusting the keys within
     HERALD_API_KEY_CACHE_SECONDS."""
     to_revoke = api_keys.filter(revoked_at=None)
-    api_keys_forget(prefixes=list(to_revoke.values_list("prefix", flat=True)))
+    _forget(to_revoke.values_list("prefix", flat=True))
     return to_revoke.update(revoked_at=now)
 
 
@@ -113,4 +112,4 @@ def api_keys_revoke(*, api_keys: QuerySet[ApiKey], now: datetime) -> int:
 @receiver(post_delete, sender=ApiKey)
 def _forget_changed_key(sender, instance: ApiKey, **kwargs) -> None:
     # Scopes edited or the key deleted in the admin: this process sees it with the next request.
-    api_keys_forget(prefixes=[instance.prefix])
+    _forget([instance.prefix])
