@@ -16,6 +16,7 @@ from subscribers.circuit import circuits_open, circuits_reset
 from subscribers.models import Subscriber
 from subscribers.secrets import generate_secret
 from subscribers.services import (
+    subscriber_delete,
     subscribers_pause,
     subscribers_resume,
     subscribers_rotate_secret,
@@ -144,6 +145,15 @@ class SubscriberAdmin(admin.ModelAdmin):
         if not change and not obj.secret:
             obj.secret = generate_secret()
         super().save_model(request, obj, form, change)
+
+    # Through the service, which collects again when events are fanned out to the subscriber
+    # mid-deletion (the API's DELETE does the same).
+    def delete_model(self, request: HttpRequest, obj: Subscriber) -> None:
+        subscriber_delete(subscriber=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        for subscriber in queryset.order_by():
+            subscriber_delete(subscriber=subscriber)
 
     @admin.action(
         description="Pause selected subscribers (hold their deliveries)", permissions=["change"]

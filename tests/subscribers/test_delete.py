@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.db.models.signals import pre_delete
 from rest_framework.test import APIClient
@@ -89,3 +90,14 @@ def test_the_api_answers_409_if_deliveries_keep_arriving(event_published_mid_del
     assert response.json()["error"]["code"] == "conflict"
     assert "pause it first" in response.json()["error"]["message"]
     assert Subscriber.objects.filter(pk=subscriber.pk).exists()
+
+
+def test_the_admins_delete_collects_again_too(event_published_mid_deletion, rf):
+    subscriber = _subscriber_with_a_delivery()
+    event_published_mid_deletion(times=1)
+    model_admin = admin.site._registry[Subscriber]
+
+    model_admin.delete_queryset(rf.post("/"), Subscriber.objects.filter(pk=subscriber.pk))
+
+    assert not Subscriber.objects.exists()
+    assert not Delivery.objects.exists()
