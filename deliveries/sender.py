@@ -5,6 +5,7 @@ No database here, so it can be tested against a plain HTTP server and reused by 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from deliveries.transport import Deadline, pool_manager
+from deliveries.transport import Deadline, pool_for
 
 USER_AGENT = "Herald-Webhooks/1.0"
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -101,16 +102,19 @@ def send(
     kept-alive connections to one receiver the process keeps: as many as it sends at once.
     """
     started = time.monotonic()
-    pools = pool_manager(allow_private=allow_private, connections_per_host=connections_per_host)
     with Deadline(timeouts.total) as deadline:
         try:
-            response = pools.urlopen(
+            pool, target = pool_for(
+                request.url, allow_private=allow_private, connections_per_host=connections_per_host
+            )
+            response = pool.urlopen(
                 "POST",
-                request.url,
+                target,
                 body=request.body,
                 headers=request.headers,
-                timeout=Timeout(connect=timeouts.connect, read=timeouts.read),
+                timeout=_urllib3_timeout(timeouts),
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
             )
         except (HTTPError, OSError) as exc:
@@ -142,6 +146,12 @@ def send(
         error=error,
         headers=dict(response.headers),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _urllib3_timeout(timeouts: Timeouts) -> Timeout:
+    # urllib3 copies it for each request; built once per setting rather than once per send.
+    return Timeout(connect=timeouts.connect, read=timeouts.read)
 
 
 def _discard(response: BaseHTTPResponse) -> None:

@@ -10,6 +10,7 @@ used directly) whose connections
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import os
@@ -23,6 +24,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.connection import create_connection
+from urllib3.util.url import parse_url
 
 from subscribers.urls_safety import UnsafeEndpoint, check_addresses, resolve
 
@@ -209,3 +211,27 @@ def pool_manager(*, allow_private: bool, connections_per_host: int) -> PoolManag
                 )
                 _managers[key] = found
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _route(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, request target) of a receiver's URL, parsed once per process.
+
+    PoolManager.urlopen parses the URL on every request; deliveries go to a few hundred URLs
+    at most, again and again.
+    """
+    parts = parse_url(url)
+    return parts.scheme or "http", parts.host or "", parts.port, parts.request_uri
+
+
+def pool_for(
+    url: str, *, allow_private: bool, connections_per_host: int
+) -> tuple[HTTPConnectionPool, str]:
+    """The keep-alive pool for `url`'s host and the target to request on it.
+
+    What PoolManager.urlopen does before it calls the pool, without following redirects
+    (deliveries never do). Raises urllib3's LocationParseError for a URL it cannot parse.
+    """
+    scheme, host, port, target = _route(url)
+    pools = pool_manager(allow_private=allow_private, connections_per_host=connections_per_host)
+    return pools.connection_from_host(host, port=port, scheme=scheme), target
