@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 import django_filters
 from django.conf import settings
 from django.utils import timezone
@@ -85,13 +87,14 @@ class BatchResultSerializer(serializers.Serializer):
     events = EventSerializer(many=True, help_text="In the order they were sent.")
 
 
-def _rendered(event: Event) -> dict:
+def _rendered(event: Event, tz: tzinfo | None = None) -> dict:
     """EventSerializer's representation, written out (a test keeps the two equal).
 
     Every 202 renders one and a batch renders 500: DRF's generic field loop took a sixth of a
-    batch request's CPU, ten times what building the dict takes.
+    batch request's CPU, ten times what building the dict takes. A batch passes the current
+    time zone (`tz`) in: looking it up for each of 500 events was 5% of the request.
     """
-    created_at = timezone.localtime(event.created_at).isoformat()
+    created_at = timezone.localtime(event.created_at, tz).isoformat()
     if created_at.endswith("+00:00"):
         created_at = created_at[:-6] + "Z"  # as DRF writes UTC
     return {
@@ -271,8 +274,9 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc)) from exc
         for item in ingested:
             item.event.delivery_count = item.delivery_count
+        tz = timezone.get_current_timezone()
         return Response(
-            {"events": [_rendered(item.event) for item in ingested]},
+            {"events": [_rendered(item.event, tz) for item in ingested]},
             status=(
                 status.HTTP_202_ACCEPTED
                 if any(item.created for item in ingested)
