@@ -16,16 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -34,33 +29,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import loadgen  # noqa: E402  (a sibling script, not a package)
+import loadgen  # noqa: E402  (sibling scripts, not a package)
 import receiver  # noqa: E402
+from herald import Herald, ReceiverClient  # noqa: E402
+from processes import CpuMeter, Processes, ResourceSampler  # noqa: E402
+from report import machine_info, table_header, table_row, write_json  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/herald_bench"
 EVENTS_PATH = "/api/v1/events"
 BATCH_PATH = "/api/v1/events/batch"
-SUBSCRIBERS_PATH = "/api/v1/subscribers"
-# Everything Herald stores per event; the API key and the sweeper's schedule survive a reset.
-RESET_TABLES = (
-    "events_event",
-    "deliveries_delivery",
-    "deliveries_deliveryattempt",
-    "deadletters_deadletter",
-    "subscribers_subscriber",
-    "django_q_ormq",
-    "django_q_task",
-)
 SUSTAINED_P99_LIMIT_MS = 1000.0
-RSS_SAMPLE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -144,352 +127,6 @@ SHORT = Sizes(
     duplicate_grace_seconds=0.5,
 )
 SCENARIOS = ("burst", "paced", "sustained", "fanout", "slow", "batch")
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                kids.extend(int(child) for child in (task / "children").read_text().split())
-    except OSError:
-        pass  # the process is gone
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (gunicorn's workers, the cluster's sentinel and workers)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(_children(current))
-    return found
-
-
-def rss_mib(pids: Sequence[int]) -> float:
-    """Summed VmRSS. Forked workers share pages, so this over-counts them: an upper bound."""
-    total_kib = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-                    break
-    return total_kib / 1024
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU time used by a process tree, including children that exited and were reaped.
-
-    utime + stime of each live process, plus cutime + cstime: what its reaped children used
-    (django-q2 recycles a worker after 500 tasks; its CPU time moves to the sentinel this way).
-    """
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # The command name may contain spaces; the fields after its closing paren do not.
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            total += sum(int(value) for value in fields[11:15])
-    return total / CLOCK_TICKS
-
-
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL server process: the database is part of what the benchmark loads.
-
-    Other databases on the same server (another test run) are counted too; latest.json records
-    the load average so such a run can be recognised.
-    """
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    return pids
-
-
-class Processes:
-    """The child processes, each in a session of its own so a whole tree can be signalled."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.running: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()  # the child has its own copy of the descriptor
-        self.running[name] = process
-        return process
-
-    def check_alive(self) -> None:
-        for name, process in self.running.items():
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with status {process.returncode}; "
-                    f"see {self.log_dir / (name + '.log')}"
-                )
-
-    def stop(self, name: str) -> None:
-        process = self.running.pop(name, None)
-        if process is None:
-            return
-        _signal_group(process, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait(timeout=10)
-        # A cluster's workers or a gunicorn worker may outlive their parent: reap the group.
-        _signal_group(process, signal.SIGKILL)
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.running)):
-            try:
-                self.stop(name)
-            except Exception as exc:  # keep stopping the others
-                print(f"warning: could not stop {name}: {exc}", file=sys.stderr)
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-class ResourceSampler(threading.Thread):
-    """Peak summed RSS of each process tree, sampled every RSS_SAMPLE_SECONDS."""
-
-    def __init__(self, roots: dict[str, int]) -> None:
-        super().__init__(name="rss-sampler", daemon=True)
-        self.roots = roots
-        self.peaks: dict[str, float] = dict.fromkeys(roots, 0.0)
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(RSS_SAMPLE_SECONDS):
-            self.sample()
-
-    def sample(self) -> None:
-        for name, pid in self.roots.items():
-            value = rss_mib(process_tree(pid))
-            with self._lock:
-                self.peaks[name] = max(self.peaks[name], value)
-
-    def take_peaks(self) -> dict[str, float]:
-        """The peaks since the last call, and start over (one window per scenario)."""
-        self.sample()
-        with self._lock:
-            peaks = {name: round(value, 1) for name, value in self.peaks.items()}
-            self.peaks = dict.fromkeys(self.roots, 0.0)
-        return peaks
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
-class CpuMeter:
-    """CPU seconds each part of the system used over one scenario, as cores busy on average."""
-
-    def __init__(self, roots: dict[str, int]) -> None:
-        self.roots = roots
-        self.started = time.monotonic()
-        self.before = self._read()
-
-    def _read(self) -> dict[str, float]:
-        totals = {name: cpu_seconds(process_tree(pid)) for name, pid in self.roots.items()}
-        totals["postgres"] = cpu_seconds(postgres_pids())
-        totals["benchmark"] = cpu_seconds([os.getpid()])
-        return totals
-
-    def cores(self) -> dict[str, float]:
-        after = self._read()
-        wall = max(time.monotonic() - self.started, 1e-9)
-        return {name: round((after[name] - self.before[name]) / wall, 2) for name in after}
-
-
-# --- Herald and the receiver ------------------------------------------------------------------
-
-
-class Herald:
-    """A fresh database, gunicorn and a qcluster, and the calls the scenarios make on them."""
-
-    def __init__(
-        self, *, database_url: str, port: int, workers: int, threads: int, procs: Processes
-    ) -> None:
-        self.database_url = database_url
-        self.port = port
-        self.workers = workers
-        self.threads = threads
-        self.procs = procs
-        self.api_key = ""
-        self.env = os.environ | {
-            "DATABASE_URL": database_url,
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "HERALD_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on loopback
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.db: psycopg.Connection | None = None
-
-    def create_database(self) -> None:
-        parts = urlsplit(self.database_url)
-        name = parts.path.lstrip("/")
-        if not name.replace("_", "").isalnum():
-            raise ValueError(f"unexpected database name {name!r}")
-        maintenance = urlunsplit(parts._replace(path="/postgres"))
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    def manage(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return done.stdout
-
-    def prepare(self) -> None:
-        self.create_database()
-        self.manage("migrate", "--no-input")
-        self.api_key = self.manage("create_api_key", "benchmark").strip().splitlines()[-1]
-        self.db = psycopg.connect(self.database_url, autocommit=True)
-        # A reset must never hang the run behind a lock someone forgot.
-        self.db.execute("SET lock_timeout = '20s'")
-
-    def start(self) -> dict[str, int]:
-        web = self.procs.start(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                "--graceful-timeout",
-                "5",
-            ],
-            self.env,
-        )
-        cluster = self.procs.start("cluster", [sys.executable, "manage.py", "qcluster"], self.env)
-        deadline = time.monotonic() + 60
-        while True:
-            self.procs.check_alive()
-            with contextlib.suppress(OSError, RuntimeError):
-                loadgen.http_json("127.0.0.1", self.port, "GET", "/api/v1/health", timeout=2)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not answer /api/v1/health within 60 s")
-            time.sleep(0.2)
-        return {"web": web.pid, "cluster": cluster.pid}
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-    def reset(self) -> None:
-        assert self.db is not None
-        self.db.execute(f"TRUNCATE {', '.join(RESET_TABLES)} CASCADE")
-
-    def add_subscriber(self, name: str, url: str) -> str:
-        body = {
-            "name": name,
-            "endpoint_url": url,
-            "event_types": ["*"],
-            "rate_limit_per_second": None,
-        }
-        created = loadgen.http_json(
-            "127.0.0.1", self.port, "POST", SUBSCRIBERS_PATH, body, self.auth
-        )
-        return created["id"]
-
-    def delivery_summary(self) -> dict[str, Any]:
-        """What Herald's own tables say: deliveries by status, attempts, dead letters, jobs left."""
-        assert self.db is not None
-        by_status = dict(
-            self.db.execute("SELECT status, count(*) FROM deliveries_delivery GROUP BY status")
-        )
-        (attempts,) = self.db.execute("SELECT count(*) FROM deliveries_deliveryattempt").fetchone()
-        (dead,) = self.db.execute("SELECT count(*) FROM deadletters_deadletter").fetchone()
-        (jobs,) = self.db.execute("SELECT count(*) FROM django_q_ormq").fetchone()
-        failed_attempts = self.db.execute(
-            "SELECT coalesce(status_code::text, error), count(*) FROM deliveries_deliveryattempt "
-            "WHERE status_code IS NULL OR status_code >= 300 GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
-        ).fetchall()
-        return {
-            "deliveries_by_status": by_status,
-            "attempts": attempts,
-            "failed_attempts": {str(k)[:200]: v for k, v in failed_attempts},
-            "dead_letters": dead,
-            "jobs_left": jobs,
-        }
-
-    def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-
-
-class ReceiverClient:
-    """A receiver process and its control endpoints."""
-
-    def __init__(self, procs: Processes, *, name: str, port: int, delay: float = 0.0) -> None:
-        self.procs = procs
-        self.name = name
-        self.port = port
-        procs.start(
-            name,
-            [
-                sys.executable,
-                str(BENCH / "receiver.py"),
-                "--port",
-                str(port),
-                "--delay",
-                str(delay),
-            ],
-            os.environ | {"PYTHONUNBUFFERED": "1"},
-        )
-        loadgen.wait_for_port("127.0.0.1", port, timeout=10)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def reset(self) -> None:
-        loadgen.http_json("127.0.0.1", self.port, "POST", "/_reset")
-
-    def summary(self) -> dict[str, Any]:
-        return loadgen.http_json("127.0.0.1", self.port, "GET", "/_stats?summary=1")
-
-    def stats(self) -> dict[str, Any]:
-        return loadgen.http_json("127.0.0.1", self.port, "GET", "/_stats")
-
-    def stop(self) -> None:
-        self.procs.stop(self.name)
 
 
 # --- measuring one scenario -------------------------------------------------------------------
@@ -1024,72 +661,7 @@ def warm_up(ctx: Context) -> None:
         )
 
 
-# --- output -----------------------------------------------------------------------------------
-
-COLUMNS = (
-    ("scenario", 10),
-    ("events", 7),
-    ("ingest/s", 9),
-    ("ingest p50/p99 ms", 18),
-    ("deliv/s", 8),
-    ("e2e p50/p99 ms", 16),
-    ("lost", 5),
-    ("dup", 4),
-    ("web/cluster MiB", 16),
-    ("cores w/c/pg", 15),
-    ("status", 11),
-)
-
-
-def _num(value: Any, digits: int = 0) -> str:
-    if value is None or value != value:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def table_header() -> str:
-    head = " ".join(title.rjust(width) for title, width in COLUMNS) + "  note"
-    return head + "\n" + "-" * len(head)
-
-
-def table_row(row: dict[str, Any]) -> str:
-    ingest = row.get("ingest") or {}
-    rss = row.get("rss_peak_mib") or {}
-    cores = row.get("cpu_cores") or {}
-    rate = row.get("events_per_s") or ingest.get("rate")
-    cells = (
-        row["scenario"],
-        _num(row.get("events")),
-        _num(rate),
-        f"{_num(ingest.get('latency_p50_ms'), 1)} / {_num(ingest.get('latency_p99_ms'), 1)}",
-        _num(row.get("deliveries_per_s")),
-        f"{_num(row.get('e2e_p50_ms'))} / {_num(row.get('e2e_p99_ms'))}",
-        _num(row.get("lost")),
-        _num(row.get("duplicates")),
-        f"{_num(rss.get('web'))} / {_num(rss.get('cluster'))}",
-        "/".join(_num(cores.get(k), 1) for k in ("web", "cluster", "postgres")) if cores else "-",
-        row.get("status", "-"),
-    )
-    line = " ".join(str(cell).rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
-    return f"{line}  {row.get('note', '')}".rstrip()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write via a temporary file, so an interrupted run never leaves half a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(temporary, path)
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+# --- output -------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
