@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 
 from config.api.exceptions import PayloadTooLarge
 
@@ -15,11 +15,17 @@ from config.api.exceptions import PayloadTooLarge
 MAX_DEPTH = 100
 
 
-class BoundedJSONParser(JSONParser):
+class BoundedJSONParser(BaseParser):
     """JSON bodies only, refused with 413 past their limit before they are parsed.
 
     The limit is HERALD_MAX_PAYLOAD_BYTES, or the view's own `max_body_bytes` (batch ingest).
+    Not a JSONParser subclass on purpose: DRF reads a JSONParser's body through Django's
+    `request.body`, which refuses anything over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an HTML
+    400 of its own, so an 8 MB batch could never arrive and a large declared length got no 413.
+    Given the stream itself, this parser enforces the limits it documents.
     """
+
+    media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         view = (parser_context or {}).get("view")

@@ -305,6 +305,13 @@ def test_body_over_the_size_limit_is_413(api, settings):
     assert Event.objects.count() == 0
 
 
+def test_a_declared_length_past_djangos_upload_limit_is_a_json_413(api):
+    response = _post_raw(api, json.dumps(ORDER_CREATED), CONTENT_LENGTH="50000000")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
 def test_body_just_under_the_size_limit_is_accepted(api, settings):
     settings.HERALD_MAX_PAYLOAD_BYTES = 1024
     body = json.dumps({"event_type": "order.created", "payload": {"blob": ""}})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deliveries.models import Delivery
@@ -68,6 +70,31 @@ def test_batch_body_over_its_limit_is_a_413(api, settings):
     response = api.post(URL, {"events": [_event(n) for n in range(100)]}, format="json")
 
     assert response.status_code == 413
+
+
+def test_batch_bodies_past_djangos_own_upload_limit_are_taken_up_to_herald_s(
+    api, make_subscriber, settings
+):
+    # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an HTML 400 when
+    # they are read through request.body; the batch limit (8 MB) is Herald's to enforce.
+    make_subscriber()
+    events = [_event(n, payload={"n": n, "blob": "x" * 6000}) for n in range(500)]
+    body = json.dumps({"events": events})
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE < len(body) < settings.HERALD_MAX_BATCH_BYTES
+
+    response = api.post(URL, body, content_type="application/json")
+
+    assert response.status_code == 202, response.content[:300]
+    assert Event.objects.count() == 500
+
+
+def test_a_declared_length_past_every_limit_is_a_json_413_unread(api):
+    response = api.post(
+        URL, '{"events": []}', content_type="application/json", CONTENT_LENGTH="50000000"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 def test_batch_may_be_larger_than_a_single_event_may(api, settings, make_subscriber):
