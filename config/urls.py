@@ -46,5 +46,6 @@ urlpatterns = [
     re_path(r"^api/", csrf_exempt(json_not_found)),
 ]
 
+handler400 = "config.api.exceptions.json_bad_request"
 handler404 = "config.api.exceptions.json_not_found"
 handler500 = "config.api.exceptions.json_server_error"

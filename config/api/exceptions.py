@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, TooManyFieldsSent
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -110,6 +111,22 @@ def json_not_found(request, exception=None):
     return JsonResponse(
         error_body(code="not_found", message=f"No such resource: {request.path}"), status=404
     )
+
+
+def json_bad_request(request, exception=None):
+    """JSON 400s for requests Django itself refuses before any view runs, e.g. a query string
+    of more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) parameters; Django's page elsewhere."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, TooManyFieldsSent):
+        message = (
+            f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query parameters; "
+            "send fewer (they repeat a filter?)."
+        )
+    else:
+        # Other refusals (a forbidden Host, say) are security checks: say no more than Django.
+        message = "Bad request."
+    return JsonResponse(error_body(code="bad_request", message=message), status=400)
 
 
 def json_server_error(request):
