@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -152,3 +152,51 @@ def test_a_hot_statement_fails_with_djangos_errors_and_is_logged_like_the_orms()
         cursor.execute("INSERT INTO config_apikey (name) VALUES (%s)", ["no prefix"])
 
     assert any(query["sql"].startswith("INSERT INTO config_apikey") for query in captured)
+
+
+def test_values_passed_as_is_are_what_their_fields_would_have_prepared():
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from config.db import _passed_as_is
+    from deliveries.models import DeliveryAttempt
+    from subscribers.models import Subscriber
+
+    samples = [
+        "text",
+        "",
+        0,
+        7,
+        True,
+        False,
+        1.5,
+        datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
+        datetime(2026, 12, 2, 9, 0),  # naive: never as is
+        uuid4(),
+        Delivery.Status.DELIVERED,  # a str subclass: prepared
+        {"a": 1},
+    ]
+    for model in (Delivery, DeliveryAttempt, Subscriber, Event):
+        fields = tuple(f for f in model._meta.concrete_fields if not f.is_relation)
+        for field, plain in zip(fields, _passed_as_is(fields, connections["default"]), strict=True):
+            for value in samples:
+                if type(value) not in plain or (
+                    isinstance(value, datetime) and value.tzinfo is None
+                ):
+                    continue
+                assert field.get_db_prep_save(value, connection) == value, (field, value)
+                assert connection.vendor == "postgresql"
+
+
+def test_nothing_is_passed_as_is_on_sqlite_or_for_relations():
+    from config.db import _passed_as_is
+
+    fields = tuple(Delivery._meta.concrete_fields)
+    plain = dict(zip(fields, _passed_as_is(fields, connections["default"]), strict=True))
+
+    assert plain[Delivery._meta.get_field("event")] == frozenset()
+    if connection.vendor != "postgresql":
+        assert all(not kinds for kinds in plain.values())
+    else:
+        assert plain[Delivery._meta.get_field("status")] == frozenset({str})
+        assert plain[Delivery._meta.get_field("attempts_made")] == frozenset({int})
