@@ -96,6 +96,20 @@ def test_a_claim_holds_what_the_database_holds(make_subscriber):
     assert fields(claim.attempt) == fields(DeliveryAttempt.objects.get())
 
 
+def test_a_batch_builds_each_subscriber_and_event_once(make_subscriber):
+    first, second = make_subscriber(name="first"), make_subscriber(name="second")
+    _publish(3)  # 6 deliveries: 3 events, each to both subscribers
+
+    claims = deliveries_claim(limit=10, now=timezone.now())
+
+    subscribers = {id(c.delivery.subscriber): c.delivery.subscriber_id for c in claims}
+    events = {id(c.delivery.event): c.delivery.event_id for c in claims}
+    assert sorted(subscribers.values(), key=str) == sorted([first.pk, second.pk], key=str)
+    assert len(events) == 3 == len(set(events.values()))
+    assert all(c.delivery.subscriber.pk == c.delivery.subscriber_id for c in claims)
+    assert all(c.delivery.event.pk == c.delivery.event_id for c in claims)
+
+
 def test_a_number_already_in_the_history_is_passed_over(make_subscriber):
     if connection.vendor != "postgresql":
         pytest.skip("guards the release of the attempts_made migration on PostgreSQL")
