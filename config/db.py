@@ -46,7 +46,7 @@ def update_rows(
     params = [
         [
             value
-            if value is None or (type(value) in plain and _aware(value))
+            if value is None or (type(value) in plain and _not_naive(value))
             else field.get_db_prep_save(value, connection)
             for field, plain, value in zip(fields, as_is, row, strict=True)
         ]
@@ -64,7 +64,7 @@ def update_rows(
         return matched
 
 
-def _aware(value: Any) -> bool:
+def _not_naive(value: Any) -> bool:
     return type(value) is not datetime or value.tzinfo is not None
 
 
@@ -73,7 +73,7 @@ def _passed_as_is(fields: tuple[Field, ...], connection) -> tuple[frozenset, ...
     """Per field, the exact types whose values the field's preparation returns unchanged.
 
     Preparing each value through its field was a sixth of recording a batch of outcomes, and for
-    these it is the identity on PostgreSQL (naive datetimes excepted, see `_aware`): strings for
+    these it is the identity on PostgreSQL (naive datetimes excepted, see `_not_naive`): strings for
     text, ints, floats and booleans for their fields, aware datetimes, UUIDs for native UUIDs.
     Anything else, subclasses such as a model's TextChoices included, is prepared as before.
     Elsewhere (SQLite stores datetimes and UUIDs as text) every value is prepared.
