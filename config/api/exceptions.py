@@ -104,9 +104,12 @@ def _first_message(fields: Any, path: str = "") -> str:
     return ""
 
 
+API_PREFIX = "/api/"  # Django's error pages answer everything outside it
+
+
 def json_not_found(request, exception=None):
     """JSON 404s for the API (e.g. a malformed id in the URL); Django's page for everything else."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(API_PREFIX):
         return defaults.page_not_found(request, exception)
     return JsonResponse(
         error_body(code="not_found", message=f"No such resource: {request.path}"), status=404
@@ -116,7 +119,7 @@ def json_not_found(request, exception=None):
 def json_bad_request(request, exception=None):
     """JSON 400s for requests Django itself refuses before any view runs, e.g. a query string
     of more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) parameters; Django's page elsewhere."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(API_PREFIX):
         return defaults.bad_request(request, exception)
     if isinstance(exception, TooManyFieldsSent):
         message = (
@@ -130,7 +133,7 @@ def json_bad_request(request, exception=None):
 
 
 def json_server_error(request):
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(API_PREFIX):
         return defaults.server_error(request)
     return JsonResponse(
         error_body(code="server_error", message="Internal server error; it has been logged."),
