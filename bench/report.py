@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,4 +73,19 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python_loop_ms": python_loop_ms(),
     }
+
+
+def python_loop_ms(iterations: int = 1_000_000, rounds: int = 5) -> float:
+    """The best of a few runs of a plain Python loop: the machines these runs come from differ
+    (and one machine's speed drifts) by more than most changes gain, so each result says how
+    fast its machine ran Python."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i & 7
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)

@@ -718,7 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Herald benchmark ({mode}), run {run_id}: logs in {log_dir}", flush=True)
     print(
         f"machine: {info['cpu_count']} cpus, {info['platform']}, python {info['python']}, "
-        f"load average {info['load_average_at_start']}",
+        f"load average {info['load_average_at_start']}, "
+        f"a 10^6-step Python loop in {info['python_loop_ms']} ms",
         flush=True,
     )
 
