@@ -477,7 +477,10 @@ def run_sustained(ctx: Context) -> dict[str, Any]:
             confirmed = confirmation
             break
     shown = confirmed or steps[-1]
-    first_failure = next((step for step in steps if not step["kept_up"]), None)
+    failures = [step for step in steps if not step["kept_up"]]
+    # The failure nearest the rate that held says the most: a failed confirmation (a minute)
+    # rather than the short step above it.
+    nearest_failure = min(failures, key=lambda step: step["params"]["rate"], default=None)
     row = {
         key: shown.get(key)
         for key in ("events", "ingest", "e2e_p50_ms", "e2e_p99_ms", "deliveries_per_s")
@@ -506,9 +509,12 @@ def run_sustained(ctx: Context) -> dict[str, Any]:
         note = f"no rate held for {s.sustained_confirm_seconds:g}s (tried {_rates(tried)})"
     else:
         note = f"kept up at no tried rate (lowest {s.sustained_rates[0]:g}/s)"
-    if first_failure is not None:
-        rate = first_failure["params"]["rate"]
-        note += f"; not at {rate:g}/s ({first_failure['why_not']})"
+    if nearest_failure is not None:
+        params = nearest_failure["params"]
+        note += (
+            f"; not at {params['rate']:g}/s for {params['duration_s']:g}s"
+            f" ({nearest_failure['why_not']})"
+        )
     row["note"] = note
     # Only lost or duplicated deliveries fail the scenario here: ingest errors at a rate above
     # what the machine can take are a finding about speed, not correctness.
