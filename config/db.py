@@ -158,6 +158,11 @@ class PreparedCursor:
         connection.ensure_connection()
         self._cursor = psycopg.Cursor(connection.connection)
         self._prepare = settings.HERALD_PREPARED_STATEMENTS
+        if connection.timezone_name == "UTC":
+            # Django loads timestamptz through a Python subclass of psycopg's loader (to set
+            # the connection's time zone), which parses each value in Python: a tenth of a
+            # claim's CPU. In a UTC session psycopg's own loader, in C, gives the same values.
+            self._cursor.adapters.register_loader("timestamptz", _native_timestamptz_loader())
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
         self._db.validate_no_broken_transaction()
@@ -181,6 +186,15 @@ class PreparedCursor:
 
     def close(self) -> None:
         self._cursor.close()
+
+
+@functools.cache
+def _native_timestamptz_loader() -> type:
+    import psycopg
+    from psycopg.pq import Format
+
+    oid = psycopg.postgres.types["timestamptz"].oid
+    return psycopg.postgres.adapters.get_loader(oid, Format.TEXT)
 
 
 @contextlib.contextmanager
