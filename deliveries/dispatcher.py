@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
@@ -32,6 +31,7 @@ from deliveries.outcomes import Sent, deliveries_record_outcomes
 from deliveries.selectors import queued
 from deliveries.sender import SendResult, Timeouts, send
 from deliveries.wakeup import Listener, notifications_supported
+from deliveries.workpool import WorkPool
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Dispatcher:
         timeouts: Timeouts = send_options["timeouts"]
         # Shutdown waits for the sends in flight: no send takes longer than this.
         self._drain_seconds = timeouts.connect + timeouts.total + 5
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="herald-send")
+        self._pool = WorkPool(concurrency, self._send, name="herald-send")
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_pending = threading.Event()
         self._stopping = threading.Event()
@@ -104,7 +104,7 @@ class Dispatcher:
         finally:
             if listener:
                 listener.stop()
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown()
             connection.close()
 
     def _drain(self, *, deadline: float) -> None:
@@ -189,7 +189,7 @@ class Dispatcher:
             self._claim_at = self._last_claim + self._idle_wait()
         for claim in claims:
             self._in_flight += 1
-            self._pool.submit(self._send, claim)
+            self._pool.submit(claim)
         return len(claims)
 
     def _send(self, claim: Claim) -> None:
