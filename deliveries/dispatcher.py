@@ -1,9 +1,10 @@
 """The delivery loop each worker process runs: claim due deliveries in batches, send them
 concurrently, record their outcomes in batches.
 
-One thread talks to the database; a pool of sender threads, each with its own keep-alive session,
-does the HTTP. Sends finishing and new work being committed both wake the loop through one
-queue, so it never sleeps while there is something to do and never spins while there is not.
+One thread talks to the database; a pool of sender threads (deliveries.workpool) does the HTTP
+over keep-alive connections shared per receiver (deliveries.transport). Sends finishing and new
+work being committed both wake the loop through one queue, so it never sleeps while there is
+something to do and never spins while there is not.
 """
 
 from __future__ import annotations
