@@ -85,7 +85,7 @@ FULL = Sizes(
     paced_rate=300,
     paced_duration=20,
     paced_concurrency=64,
-    # Starts low: on a 2-core machine Herald delivers well under 100/s (see the README).
+    # Starts low so that a slow machine still finds its rate; steps of 100 where 2 cores top out.
     sustained_rates=(25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000, 1500, 2000),
     sustained_step_seconds=15,
     sustained_confirm_seconds=60,
