@@ -1,4 +1,4 @@
-"""Herald as the benchmark runs it (a fresh database, gunicorn and a qcluster, DEBUG off) and the
+"""Herald as the benchmark runs it (a fresh database, granian and a qcluster, DEBUG off) and the
 benchmark receiver's control endpoints."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ RESET_TABLES = (
 
 
 class Herald:
-    """A fresh database, gunicorn and a qcluster, and the calls the scenarios make on them."""
+    """A fresh database, granian and a qcluster, and the calls the scenarios make on them."""
 
     def __init__(
         self, *, database_url: str, port: int, workers: int, threads: int, procs: Processes
@@ -88,16 +88,22 @@ class Herald:
             [
                 sys.executable,
                 "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
+                "granian",
+                "config.wsgi:application",
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
                 "--workers",
                 str(self.workers),
-                "--threads",
+                "--blocking-threads",
                 str(self.threads),
-                "--graceful-timeout",
+                "--workers-kill-timeout",
                 "5",
+                "--log-level",
+                "warning",
             ],
             self.env,
         )
@@ -109,7 +115,7 @@ class Herald:
                 loadgen.http_json("127.0.0.1", self.port, "GET", "/api/v1/health", timeout=2)
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not answer /api/v1/health within 60 s")
+                raise RuntimeError("granian did not answer /api/v1/health within 60 s")
             time.sleep(0.2)
         return {"web": web.pid, "cluster": cluster.pid}
 

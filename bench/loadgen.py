@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
-# gunicorn closes a keep-alive connection after 2 s idle (its `keepalive` default). A request
-# written into a connection the server is closing fails without being processed, or worse, is
-# processed with no answer; reconnecting after a shorter idle time avoids both.
+# A server may close an idle keep-alive connection at any moment (gunicorn did after 2 s). A
+# request written into a connection the server is closing fails without being processed, or
+# worse, is processed with no answer; reconnecting after a short idle time avoids both.
 IDLE_RECONNECT_SECONDS = 1.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024

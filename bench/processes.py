@@ -32,7 +32,7 @@ def _children(pid: int) -> list[int]:
 
 
 def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (gunicorn's workers, the cluster's sentinel and workers)."""
+    """pid and all its descendants (granian's workers, the cluster's sentinel and workers)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -126,7 +126,7 @@ class Processes:
         except subprocess.TimeoutExpired:
             _signal_group(process, signal.SIGKILL)
             process.wait(timeout=10)
-        # A cluster's workers or a gunicorn worker may outlive their parent: reap the group.
+        # A cluster's workers or a granian worker may outlive their parent: reap the group.
         _signal_group(process, signal.SIGKILL)
 
     def stop_all(self) -> None:

@@ -1,6 +1,6 @@
 """Herald's throughput and latency benchmark: `make bench`, or `python bench/run.py [--short]`.
 
-It runs Herald as production does (gunicorn and `manage.py qcluster` on PostgreSQL, DEBUG off)
+It runs Herald as production does (granian and `manage.py qcluster` on PostgreSQL, DEBUG off)
 against a fresh database, a fast local receiver (measured alone first, so it is known not to be
 the bottleneck) and a bounded keep-alive load generator, then runs the scenarios in order. Each
 prints one table row when it finishes and writes `bench/results/<scenario>.json`; the whole run
@@ -703,8 +703,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="PostgreSQL database to DROP and re-create (default %(default)s)",
     )
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
-    parser.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per process")
+    parser.add_argument("--web-workers", type=int, default=2, help="granian worker processes")
+    parser.add_argument("--web-threads", type=int, default=4, help="granian threads per process")
     parser.add_argument("--web-port", type=int, default=0, help="default: a free port")
     parser.add_argument("--receiver-port", type=int, default=0, help="default: a free port")
     parser.add_argument("--results", type=Path, default=None, help="where JSON results go")

@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn (`gunicorn config.wsgi`)."""
+"""WSGI entry point for granian (`granian config.wsgi:application --interface wsgi`)."""
 
 import os
 

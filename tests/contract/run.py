@@ -1,6 +1,6 @@
 """Schemathesis against Herald running as in production: `python tests/contract/run.py`.
 
-A fresh PostgreSQL database, gunicorn and a real `manage.py qcluster` (DEBUG off, JSON logs),
+A fresh PostgreSQL database, granian and a real `manage.py qcluster` (DEBUG off, JSON logs),
 seeded through the API with a little of everything (subscribers, a source, events delivered and
 dead-lettered, an open circuit, operational events), then Schemathesis sends every operation in
 the schema positive and negative data, within a time cap. The run fails on any 5xx, any response
@@ -294,7 +294,7 @@ def check_logs() -> list[str]:
             if not line.strip():
                 continue
             if name == "web" and line.startswith("["):
-                continue  # gunicorn's own start-up and shutdown lines
+                continue  # granian's own start-up and shutdown lines
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -343,18 +343,20 @@ def run(args: argparse.Namespace) -> int:
             [
                 sys.executable,
                 "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"{HOST}:{port}",
+                "granian",
+                "config.wsgi:application",
+                "--interface",
+                "wsgi",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
                 "--workers",
                 "2",
-                "--threads",
+                "--blocking-threads",
                 "4",
-                "--graceful-timeout",
+                "--workers-kill-timeout",
                 "5",
-                "--timeout",
-                "60",
             ],
             env,
         )
