@@ -1,0 +1,184 @@
+"""The Procfiles' web commands, run as written: granian serving Herald on a real socket.
+
+Production (`Procfile`) and `make run` (`config/Procfile.dev`) start the web server from these
+lines and nothing else checks them, so a typo or a flag granian no longer knows would only show
+when someone deploys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from config.apikeys import api_key_create
+from tests.e2e import cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def procfile_command(path: Path, process: str) -> str:
+    for line in path.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise AssertionError(f"{path} has no {process!r} process")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WebServer:
+    """A Procfile command in a process group of its own, as a process manager runs it."""
+
+    def __init__(self, command: str) -> None:
+        self.port = free_port()
+        env = os.environ | {
+            "PORT": str(self.port),
+            # The virtualenv's granian, as `make run` and a deployment put it on PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "DATABASE_URL": cluster.test_database_url(),
+            "DEBUG": "false",
+            "SECRET_KEY": "web-server-test-key-not-secret",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            # exec: the process is the server itself, whose exit code the tests read.
+            f"exec {command}",
+            shell=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_until_serving(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the web server exited: {self.lines}")
+            try:
+                requests.get(f"{self.url}/api/v1/health", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError(f"the web server did not answer within {timeout}s: {self.lines}")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM to the whole group, as a platform stopping a dyno sends it; the exit code."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@pytest.fixture
+def start_server():
+    servers: list[WebServer] = []
+
+    def start(command: str) -> WebServer:
+        server = WebServer(command)
+        servers.append(server)
+        server.wait_until_serving()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+def test_production_web_process_serves_the_api_and_logs_each_request(start_server):
+    server = start_server(procfile_command(ROOT / "Procfile", "web"))
+    key = api_key_create(name="web-server-test")
+
+    answer = requests.get(
+        f"{server.url}/api/v1/events",
+        headers={"Authorization": f"Bearer {key.plaintext}"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["results"] == []
+    deadline = time.monotonic() + 5
+    while not any('"GET /api/v1/events' in line for line in server.lines):
+        assert time.monotonic() < deadline, f"no access log line for the request: {server.lines}"
+        time.sleep(0.05)
+
+
+def test_production_web_process_stops_cleanly_on_sigterm(start_server):
+    server = start_server(procfile_command(ROOT / "Procfile", "web"))
+
+    assert server.terminate() == 0
+
+
+def test_a_body_announced_too_large_is_refused_before_it_is_sent(start_server):
+    server = start_server(procfile_command(ROOT / "Procfile", "web"))
+    key = api_key_create(name="web-server-test")
+    announced = 1_000_000_000  # far past any limit; not one byte of it is sent
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(
+            (
+                "POST /api/v1/events HTTP/1.1\r\n"
+                "Host: 127.0.0.1\r\n"
+                f"Authorization: Bearer {key.plaintext}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {announced}\r\n"
+                "\r\n"
+            ).encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    error = json.loads(body)["error"]
+    assert str(announced) in error["message"]
+
+
+def test_make_run_web_process_serves_the_api(start_server):
+    server = start_server(procfile_command(ROOT / "config" / "Procfile.dev", "web"))
+
+    answer = requests.get(f"{server.url}/api/v1/health", timeout=10)
+
+    # No worker runs here, so the service reports itself unhealthy, in its own JSON.
+    assert answer.status_code == 503
+    health = answer.json()
+    assert health["status"] == "unavailable"
+    assert health["database"] == "ok"
+    assert any(reason.startswith("cluster:") for reason in health["reasons"])
