@@ -15,10 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
+from django.db import connection
 
 from config.apikeys import api_key_create
 from tests.e2e import cluster
@@ -45,19 +47,23 @@ def free_port() -> int:
 class WebServer:
     """A Procfile command in a process group of its own, as a process manager runs it."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = os.environ | {
-            "PORT": str(self.port),
-            # The virtualenv's granian, as `make run` and a deployment put it on PATH.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DATABASE_URL": cluster.test_database_url(),
-            "DEBUG": "false",
-            "SECRET_KEY": "web-server-test-key-not-secret",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "LOG_FORMAT": "json",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = (
+            os.environ
+            | (extra_env or {})
+            | {
+                "PORT": str(self.port),
+                # The virtualenv's granian, as `make run` and a deployment put it on PATH.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                "DATABASE_URL": cluster.test_database_url(),
+                "DEBUG": "false",
+                "SECRET_KEY": "web-server-test-key-not-secret",
+                "ALLOWED_HOSTS": "127.0.0.1",
+                "LOG_FORMAT": "json",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.process = subprocess.Popen(
             # exec: the process is the server itself, whose exit code the tests read.
             f"exec {command}",
@@ -107,8 +113,8 @@ class WebServer:
 def start_server():
     servers: list[WebServer] = []
 
-    def start(command: str) -> WebServer:
-        server = WebServer(command)
+    def start(command: str, extra_env: dict[str, str] | None = None) -> WebServer:
+        server = WebServer(command, extra_env)
         servers.append(server)
         server.wait_until_serving()
         return server
@@ -182,3 +188,37 @@ def test_make_run_web_process_serves_the_api(start_server):
     assert health["status"] == "unavailable"
     assert health["database"] == "ok"
     assert any(reason.startswith("cluster:") for reason in health["reasons"])
+
+
+def server_connections() -> int:
+    """Connections to the test database other than this process's own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(
+    "sqlite" in cluster.test_database_url(), reason="connections are PostgreSQL's to count"
+)
+def test_connections_of_retired_request_threads_are_closed(start_server):
+    command = procfile_command(ROOT / "Procfile", "web") + " --blocking-threads-idle-timeout 5"
+    server = start_server(command, {"WEB_CONCURRENCY": "1", "WEB_THREADS": "4"})
+    key = api_key_create(name="web-server-test")
+    headers = {"Authorization": f"Bearer {key.plaintext}"}
+
+    def list_events(_) -> int:
+        return requests.get(f"{server.url}/api/v1/events", headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        assert set(pool.map(list_events, range(128))) == {200}
+    opened = server_connections()
+    assert opened > 1, "the load should have run on several request threads"
+
+    # granian keeps one request thread and retires the others after 5 s idle.
+    deadline = time.monotonic() + 20
+    while server_connections() > 1:
+        assert time.monotonic() < deadline, f"{server_connections()} of {opened} still open"
+        time.sleep(0.5)
