@@ -703,7 +703,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="PostgreSQL database to DROP and re-create (default %(default)s)",
     )
-    parser.add_argument("--web-workers", type=int, default=2, help="granian worker processes")
+    parser.add_argument("--web-workers", type=int, default=3, help="granian worker processes")
     parser.add_argument("--web-threads", type=int, default=4, help="granian threads per process")
     parser.add_argument("--web-port", type=int, default=0, help="default: a free port")
     parser.add_argument("--receiver-port", type=int, default=0, help="default: a free port")
