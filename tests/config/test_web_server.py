@@ -11,9 +11,7 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,7 @@ from django.db import connection
 
 from config.apikeys import api_key_create
 from tests.e2e import cluster
+from tests.served import ServedProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,22 +37,18 @@ def procfile_command(path: Path, process: str) -> str:
     raise AssertionError(f"{path} has no {process!r} process")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class WebServer:
+class WebServer(ServedProcess):
     """A Procfile command in a process group of its own, as a process manager runs it."""
 
+    name = "the web server"
+
     def __init__(self, command: str, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+        port = free_port()
         env = (
             os.environ
             | (extra_env or {})
             | {
-                "PORT": str(self.port),
+                "PORT": str(port),
                 # The virtualenv's granian, as `make run` and a deployment put it on PATH.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 "DATABASE_URL": cluster.test_database_url(),
@@ -64,39 +59,25 @@ class WebServer:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        self.process = subprocess.Popen(
-            # exec: the process is the server itself, whose exit code the tests read.
-            f"exec {command}",
-            shell=True,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+        # exec: the process is the server itself, whose exit code the tests read.
+        super().__init__(
+            f"exec {command}", port=port, shell=True, cwd=ROOT, env=env, start_new_session=True
         )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def wait_until_serving(self) -> None:
+        self.wait_until(self.answering, timeout=30.0)
+        # Every worker, not only the first: one stopped while still loading Django holds
+        # granian's shutdown until --workers-kill-timeout.
+        self.wait_until(self.all_workers_started, timeout=30.0)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+    def answering(self) -> bool:
+        requests.get(f"{self.url}/api/v1/health", timeout=2)
+        return True
 
-    def wait_until_serving(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the web server exited: {self.lines}")
-            try:
-                requests.get(f"{self.url}/api/v1/health", timeout=2)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError(f"the web server did not answer within {timeout}s: {self.lines}")
+    def all_workers_started(self) -> bool:
+        spawned = sum("Spawning worker-" in line for line in self.lines)
+        started = sum("Started worker-" in line for line in self.lines)
+        return started == spawned
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM to the whole group, as a platform stopping a dyno sends it; the exit code."""
