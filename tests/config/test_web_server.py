@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SERVER_APPLICATION_NAME = "herald-web-server-test"
+
 
 def procfile_command(path: Path, process: str) -> str:
     for line in path.read_text().splitlines():
@@ -57,6 +59,8 @@ class WebServer(ServedProcess):
                 "ALLOWED_HOSTS": "127.0.0.1",
                 "LOG_FORMAT": "json",
                 "PYTHONUNBUFFERED": "1",
+                # libpq names the server's connections, so that a test can count them alone.
+                "PGAPPNAME": SERVER_APPLICATION_NAME,
             }
         )
         # exec: the process is the server itself, whose exit code the tests read.
@@ -172,11 +176,12 @@ def test_make_run_web_process_serves_the_api(start_server):
 
 
 def server_connections() -> int:
-    """Connections to the test database other than this process's own."""
+    """The web server's connections to the test database (not those of other tests' threads)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND application_name = %s",
+            [SERVER_APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
