@@ -85,6 +85,9 @@ DATABASES = {
 # Keep connections open between requests and jobs: a new PostgreSQL connection costs milliseconds.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Seconds a web request's statement may run before PostgreSQL ends it (0: no limit); see
+# config.webdb. Workers and management commands are not bound by it.
+HERALD_WEB_STATEMENT_TIMEOUT = env.float("HERALD_WEB_STATEMENT_TIMEOUT", default=30.0)
 # The hot statements (ingest, claims, outcomes) are prepared once per connection on PostgreSQL,
 # which halves the server's CPU for them (config.db.PreparedCursor). Turn off behind a pooler
 # that cannot keep prepared statements (pgbouncer in transaction mode before 1.21).

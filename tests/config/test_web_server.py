@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from django.db import connection
@@ -186,9 +187,12 @@ def server_connections() -> int:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.skipif(
-    "sqlite" in cluster.test_database_url(), reason="connections are PostgreSQL's to count"
+postgresql_only = pytest.mark.skipif(
+    "sqlite" in cluster.test_database_url(), reason="PostgreSQL's connections and statements"
 )
+
+
+@postgresql_only
 def test_connections_of_retired_request_threads_are_closed(start_server):
     command = procfile_command(ROOT / "Procfile", "web") + " --blocking-threads-idle-timeout 5"
     server = start_server(command, {"WEB_CONCURRENCY": "1", "WEB_THREADS": "4"})
@@ -208,3 +212,32 @@ def test_connections_of_retired_request_threads_are_closed(start_server):
     while server_connections() > 1:
         assert time.monotonic() < deadline, f"{server_connections()} of {opened} still open"
         time.sleep(0.5)
+
+
+@postgresql_only
+def test_a_request_stuck_on_a_lock_is_ended_by_the_statement_timeout(start_server, make_subscriber):
+    server = start_server(
+        procfile_command(ROOT / "Procfile", "web"), {"HERALD_WEB_STATEMENT_TIMEOUT": "1"}
+    )
+    key = api_key_create(name="web-server-test")
+    subscriber = make_subscriber()
+
+    with psycopg.connect(cluster.test_database_url()) as locker:
+        locker.execute(
+            "SELECT 1 FROM subscribers_subscriber WHERE id = %s FOR UPDATE", [subscriber.id]
+        )
+        started = time.monotonic()
+        answer = requests.patch(
+            f"{server.url}/api/v1/subscribers/{subscriber.id}",
+            json={"name": "renamed"},
+            headers={"Authorization": f"Bearer {key.plaintext}"},
+            timeout=30,
+        )
+        waited = time.monotonic() - started
+
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "server_error"
+    assert 1 <= waited < 10
+    assert any("statement timeout" in line for line in server.lines)
+    subscriber.refresh_from_db()
+    assert subscriber.name != "renamed"
