@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
@@ -42,11 +43,9 @@ class ServedProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited: {self.lines}")
-            try:
+            with contextlib.suppress(OSError):
                 if answers():
                     return
-            except OSError:
-                pass
             time.sleep(0.1)
         raise AssertionError(f"{self.name} did not answer within {timeout}s: {self.lines}")
 
