@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from events.models import SOURCE_SECRET_MAX_LENGTH, Source
@@ -19,6 +22,23 @@ UPDATABLE_FIELDS = ("slug", "name", "event_type_field", "is_active")
 
 class InvalidSecret(ValueError):
     """A pasted secret the scheme cannot use; the message says what it should look like."""
+
+
+class SlugTaken(ValueError):
+    """Another source took the slug between the caller's check and this write."""
+
+
+@contextmanager
+def _slug_unique(slug: str | None, *, pk: Any = None) -> Iterator[None]:
+    # The API checks the slug first; this catches the request that took it in between, so the
+    # caller answers 409 rather than 500.
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        if slug is not None and Source.objects.filter(slug=slug).exclude(pk=pk).exists():
+            raise SlugTaken(f"source with this slug already exists: {slug!r}") from None
+        raise
 
 
 def source_secret_generate(*, scheme: str) -> str:
@@ -60,24 +80,29 @@ def source_create(
     """A new source; without a secret one is generated, to be given to the sender."""
     secret = secret or source_secret_generate(scheme=scheme)
     source_secret_check(scheme=scheme, secret=secret)
-    return Source.objects.create(
-        slug=slug,
-        name=name,
-        scheme=scheme,
-        secret=secret,
-        event_type_field=event_type_field,
-        is_active=is_active,
-    )
+    with _slug_unique(slug):
+        return Source.objects.create(
+            slug=slug,
+            name=name,
+            scheme=scheme,
+            secret=secret,
+            event_type_field=event_type_field,
+            is_active=is_active,
+        )
 
 
 def source_update(*, source: Source, changes: dict[str, Any]) -> Source:
     for field in changes:
         if field not in UPDATABLE_FIELDS:
             raise ValueError(f"{field} cannot be changed")
-    for field, value in changes.items():
-        setattr(source, field, value)
-    source.save(update_fields=[*changes, "updated_at"])
-    return source
+    with _slug_unique(changes.get("slug"), pk=source.pk):
+        # Read again under a lock: a deletion meanwhile raises Source.DoesNotExist, and the
+        # rejection counters written since the caller read the row are returned as they are.
+        current = Source.objects.select_for_update().get(pk=source.pk)
+        for field, value in changes.items():
+            setattr(current, field, value)
+        current.save(update_fields=[*changes, "updated_at"])
+    return current
 
 
 def source_rotate_secret(

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.exceptions import Conflict, validate
+from config.api.exceptions import Conflict, FieldConflict, validate
 from config.api.fields import (
     KnownFieldsOnly,
     StrictBooleanField,
@@ -42,6 +42,7 @@ from events.models import Event, Source
 from events.selectors import active_source
 from events.sources import (
     InvalidSecret,
+    SlugTaken,
     source_create,
     source_rotate_secret,
     source_secret_check,
@@ -307,10 +308,10 @@ class SourceFilter(CreatedRangeFilterSet):
         fields = ["is_active", "scheme", "created_after", "created_before"]
 
 
+# The words of the slug field's own unique validator, for a slug taken after it ran.
+SLUG_TAKEN_MESSAGE = "source with this slug already exists."
 SLUG_TAKEN = error_response(
-    "409",
-    "Another source has this slug.",
-    message="slug: source with this slug already exists.",
+    "409", "Another source has this slug.", message=f"slug: {SLUG_TAKEN_MESSAGE}"
 )
 
 
@@ -341,7 +342,10 @@ class SourceViewSet(viewsets.ModelViewSet):
     def create(self, request: Request) -> Response:
         serializer = SourceWithSecretSerializer(data=request.data)
         validate(serializer)
-        source = source_create(**serializer.validated_data)
+        try:
+            source = source_create(**serializer.validated_data)
+        except SlugTaken as exc:
+            raise FieldConflict({"slug": [SLUG_TAKEN_MESSAGE]}) from exc
         return Response(
             SourceWithSecretSerializer(source, context=self.get_serializer_context()).data,
             status=status.HTTP_201_CREATED,
@@ -352,7 +356,10 @@ class SourceViewSet(viewsets.ModelViewSet):
         serializer = SourceSerializer(source, data=request.data, partial=True)
         validate(serializer)
         changes = {k: v for k, v in serializer.validated_data.items() if k != "scheme"}
-        source = source_update(source=source, changes=changes)
+        try:
+            source = source_update(source=source, changes=changes)
+        except SlugTaken as exc:
+            raise FieldConflict({"slug": [SLUG_TAKEN_MESSAGE]}) from exc
         return Response(SourceSerializer(source, context=self.get_serializer_context()).data)
 
     @extend_schema(

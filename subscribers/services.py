@@ -75,31 +75,42 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 @transaction.atomic
 def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Subscriber:
+    """Apply an API client's changes to the subscriber as it is now, not as the caller read it.
+
+    The row is read again under a lock and only the changed columns are written, so a deletion
+    meanwhile raises Subscriber.DoesNotExist instead of inserting the subscriber back, and the
+    circuit columns the workers keep are not overwritten with older values.
+    """
     for field in changes:
         if field not in UPDATABLE_FIELDS:
             raise ValueError(f"{field} cannot be changed")
-    resuming = changes.get("is_active") is True and not subscriber.is_active
-    pausing = changes.get("is_active") is False and subscriber.is_active
-    for field, value in changes.items():
-        setattr(subscriber, field, value)
+    with transaction.atomic():
+        current = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        resuming = changes.get("is_active") is True and not current.is_active
+        pausing = changes.get("is_active") is False and current.is_active
+        for field, value in changes.items():
+            setattr(current, field, value)
+        if resuming:
+            current.deactivated_reason = ""
+            current.deactivated_at = None
+        if pausing:
+            current.deactivated_reason = "paused through the API"
+            current.deactivated_at = timezone.now()
+        written = [*changes, "updated_at"]
+        if resuming or pausing:
+            written += ["deactivated_reason", "deactivated_at"]
+        current.save(update_fields=written)
     if resuming:
-        subscriber.deactivated_reason = ""
-        subscriber.deactivated_at = None
-    if pausing:
-        subscriber.deactivated_reason = "paused through the API"
-        subscriber.deactivated_at = timezone.now()
-    subscriber.save()
-    if resuming:
-        release_held([subscriber.pk])
+        release_held([current.pk])
     if pausing:
         subscribers_disabled.send(
             sender=Subscriber,
-            subscriber_ids=[subscriber.pk],
-            reason=subscriber.deactivated_reason,
+            subscriber_ids=[current.pk],
+            reason=current.deactivated_reason,
             manual=True,
-            now=subscriber.deactivated_at,
+            now=current.deactivated_at,
         )
-    return subscriber
+    return current
 
 
 @transaction.atomic

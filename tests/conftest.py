@@ -46,6 +46,24 @@ def make_subscriber(db):
 
 
 @pytest.fixture
+def between_lookup_and_write(monkeypatch):
+    """Run `change` (another request's write) after `viewset` has looked its object up and
+    before it writes: the interleaving two concurrent API clients can produce."""
+
+    def arrange(viewset, change) -> None:
+        look_up = viewset.get_object
+
+        def get_object(self):
+            found = look_up(self)
+            change(found)
+            return found
+
+        monkeypatch.setattr(viewset, "get_object", get_object)
+
+    return arrange
+
+
+@pytest.fixture
 def make_dead_letter(make_subscriber):
     """A failed delivery to a new subscriber, with its open dead letter."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, TooManyFieldsSent
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, TooManyFieldsSent
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -56,7 +56,8 @@ def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None)
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, Http404):
+    # DoesNotExist: the object the view found was deleted by another request before it was done.
+    if isinstance(exc, (Http404, ObjectDoesNotExist)):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

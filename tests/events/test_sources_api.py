@@ -9,8 +9,10 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from events import sources_api
 from events.models import Source
-from events.sources import source_create
+from events.sources import source_create, source_record_rejection
+from events.sources_api import SourceViewSet
 from subscribers.secrets import is_valid_secret
 from tests.events.inbound_signing import CASES, github_headers
 
@@ -119,6 +121,28 @@ def test_a_taken_slug_is_a_409_naming_it(api):
         assert "already exists" in response.json()["error"]["fields"]["slug"][0]
 
 
+def test_a_slug_taken_after_validation_is_still_a_409_naming_it(api, monkeypatch):
+    other = source_create(**{**GITHUB, "slug": "gh2"})
+    validated = sources_api.validate
+
+    def validate_then_another_request_takes_the_slug(serializer) -> None:
+        validated(serializer)
+        source_create(**{**GITHUB, "slug": serializer.validated_data["slug"]})
+
+    monkeypatch.setattr(sources_api, "validate", validate_then_another_request_takes_the_slug)
+
+    created = api.post(URL, {**GITHUB, "slug": "new"}, format="json")
+    renamed = api.patch(f"{URL}/{other.pk}", {"slug": "newer"}, format="json")
+
+    for response in (created, renamed):
+        assert response.status_code == 409, response.content
+        assert response.json()["error"]["code"] == "conflict"
+        assert response.json()["error"]["fields"]["slug"] == [
+            "source with this slug already exists."
+        ]
+    assert Source.objects.get(pk=other.pk).slug == "gh2"
+
+
 def test_patch_changes_name_slug_and_activity(api):
     source = source_create(**GITHUB)
 
@@ -132,6 +156,41 @@ def test_patch_changes_name_slug_and_activity(api):
     assert response.json()["ingest_url"].endswith("/api/v1/ingest/gh")
     source.refresh_from_db()
     assert (source.name, source.slug, source.is_active) == ("GitHub (main org)", "gh", False)
+
+
+def test_patch_of_a_source_deleted_meanwhile_is_404_and_does_not_bring_it_back(
+    api, between_lookup_and_write
+):
+    source = source_create(**GITHUB)
+    between_lookup_and_write(
+        SourceViewSet, lambda found: Source.objects.filter(pk=found.pk).delete()
+    )
+
+    emptied = api.patch(f"{URL}/{source.pk}", {}, format="json")
+    renamed = api.patch(f"{URL}/{source.pk}", {"name": "renamed"}, format="json")
+    rotated = api.post(f"{URL}/{source.pk}/rotate-secret")
+
+    for response in (emptied, renamed, rotated):
+        assert response.status_code == 404, response.content
+        assert response.json()["error"]["code"] == "not_found"
+    assert not Source.objects.exists()
+
+
+def test_patch_keeps_the_rejections_counted_meanwhile(api, between_lookup_and_write):
+    source = source_create(**GITHUB)
+    between_lookup_and_write(
+        SourceViewSet,
+        lambda found: source_record_rejection(
+            source=found, reason="X-Hub-Signature-256 does not match the body.", now=timezone.now()
+        ),
+    )
+
+    response = api.patch(f"{URL}/{source.pk}", {"name": "renamed"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["rejected_count"] == 1
+    source.refresh_from_db()
+    assert (source.name, source.rejected_count) == ("renamed", 1)
 
 
 def test_patch_refuses_a_scheme_change_and_a_secret(api):

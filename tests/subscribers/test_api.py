@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from subscribers.api import SubscriberViewSet
 from subscribers.models import Subscriber
 
 URL = "/api/v1/subscribers"
@@ -253,6 +254,75 @@ def test_patch_leaves_unsent_fields_and_the_secret_alone(api, make_subscriber):
     refreshed = Subscriber.objects.get(pk=subscriber.pk)
     assert refreshed.event_types == ["order.*"]
     assert refreshed.secret == subscriber.secret
+
+
+def test_patch_of_a_subscriber_deleted_meanwhile_is_404_and_does_not_bring_it_back(
+    api, make_subscriber, between_lookup_and_write
+):
+    subscriber = make_subscriber()
+    between_lookup_and_write(
+        SubscriberViewSet, lambda found: Subscriber.objects.filter(pk=found.pk).delete()
+    )
+
+    response = api.patch(_detail(subscriber.id), {"name": "renamed"}, format="json")
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    assert not Subscriber.objects.filter(pk=subscriber.pk).exists()
+
+
+def test_patch_keeps_the_circuit_a_worker_opened_meanwhile(
+    api, make_subscriber, between_lookup_and_write
+):
+    subscriber = make_subscriber()
+    between_lookup_and_write(
+        SubscriberViewSet,
+        lambda found: Subscriber.objects.filter(pk=found.pk).update(
+            circuit_state=Subscriber.Circuit.OPEN, consecutive_failures=5
+        ),
+    )
+
+    response = api.patch(_detail(subscriber.id), {"name": "renamed"}, format="json")
+
+    assert response.status_code == 200, response.content
+    refreshed = Subscriber.objects.get(pk=subscriber.pk)
+    assert (refreshed.name, refreshed.circuit_state, refreshed.consecutive_failures) == (
+        "renamed",
+        Subscriber.Circuit.OPEN,
+        5,
+    )
+
+
+def test_patch_resuming_a_subscriber_paused_meanwhile_clears_the_reason(
+    api, make_subscriber, between_lookup_and_write
+):
+    subscriber = make_subscriber()
+    between_lookup_and_write(
+        SubscriberViewSet,
+        lambda found: Subscriber.objects.filter(pk=found.pk).update(
+            is_active=False, deactivated_reason="410 Gone"
+        ),
+    )
+
+    response = api.patch(_detail(subscriber.id), {"is_active": True}, format="json")
+
+    assert response.status_code == 200, response.content
+    refreshed = Subscriber.objects.get(pk=subscriber.pk)
+    assert (refreshed.is_active, refreshed.deactivated_reason) == (True, "")
+
+
+def test_rotating_the_secret_of_a_subscriber_deleted_meanwhile_is_404(
+    api, make_subscriber, between_lookup_and_write
+):
+    subscriber = make_subscriber()
+    between_lookup_and_write(
+        SubscriberViewSet, lambda found: Subscriber.objects.filter(pk=found.pk).delete()
+    )
+
+    response = api.post(f"{_detail(subscriber.id)}/rotate-secret", format="json")
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_patch_validates_like_create(api, make_subscriber):
