@@ -24,6 +24,8 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     trickle: float = 0.0  # seconds between bytes of the whole response, status line included
+    # Answer only once this many requests wait on the barrier: responses that finish together.
+    together: threading.Barrier | None = None
 
 
 class Receiver:
@@ -42,6 +44,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 reply = receiver._record(self.path, dict(self.headers), body)
+                if reply.together:
+                    reply.together.wait(timeout=10)
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.trickle:

@@ -243,6 +243,7 @@ def test_a_retry_is_claimed_when_it_comes_due_without_an_announcement(
 @pytest.mark.django_db
 def test_outcomes_finishing_together_are_recorded_together(make_subscriber, receiver, monkeypatch):
     make_subscriber(endpoint_url=receiver.url())
+    receiver.default("/hook", Reply(together=threading.Barrier(8)))
     _publish(8)
     dispatcher = _dispatcher(concurrency=8, poll=30)
     batches: list[int] = []
