@@ -1,12 +1,11 @@
 """Inserting new events with their queued deliveries: one statement on PostgreSQL, else the ORM.
 
-Ingest is the hot path of the API. Through the ORM, one event costs an insert, a subscriber query
-and an insert of its deliveries, each compiled in Python. On PostgreSQL one hand-written
-statement does all three in a single round trip: it inserts the events, matches them against the
-active subscribers' patterns and inserts the deliveries. Only deliveries to a rate-limited
-subscriber whose circuit is closed come back to Python, because their slots are reserved under
-that subscriber's row lock (deliveries.admission.reserve_slots). The dispatchers are woken after
-the commit, not by a NOTIFY in the statement (deliveries.wakeup says why).
+Ingest is the hot path of the API. Through the ORM, one event costs an insert, a subscriber query,
+an insert of its deliveries and a NOTIFY, each compiled in Python. On PostgreSQL one hand-written
+statement does all four in a single round trip: it inserts the events, matches them against the
+active subscribers' patterns, inserts the deliveries and wakes the dispatchers. Only deliveries to
+a rate-limited subscriber whose circuit is closed come back to Python, because their slots are
+reserved under that subscriber's row lock (deliveries.admission.reserve_slots).
 
 Both paths run in the caller's transaction and match with the same rules as
 subscribers.matching; a test runs every rule through both. A single event on PostgreSQL can skip
@@ -28,7 +27,7 @@ from django.db import connection
 from config.db import hot_cursor
 from deliveries.models import Delivery
 from deliveries.services import fan_out
-from deliveries.wakeup import wake_dispatchers
+from deliveries.wakeup import CHANNEL
 from events.models import Event
 from subscribers.matching import OPERATIONAL_PREFIX, PREFIX_SUFFIX, WILDCARD
 from subscribers.models import Subscriber
@@ -64,11 +63,9 @@ def event_publish_alone(event: Event, *, now: datetime) -> int | None:
     """
     with hot_cursor(connection) as cursor:
         cursor.execute(_statement(alone=True), _params([event], now=now))
-        stored, count = cursor.fetchone()
+        stored, count, _woken = cursor.fetchone()
     if not stored:
         return None
-    if count:
-        wake_dispatchers()
     _log_accepted([event], count)
     return count
 
@@ -105,9 +102,7 @@ def _publish_in_one_statement(new_events: list[Event], *, now: datetime) -> dict
         matches = cursor.fetchall()
     counts = dict.fromkeys((event.id for event in new_events), 0)
     needing_slots: dict[Any, list[Subscriber]] = {}
-    if len(matches) > sum(needs_slot for *_, needs_slot in matches):
-        wake_dispatchers()
-    for event_id, subscriber_id, rate_limit, needs_slot in matches:
+    for event_id, subscriber_id, rate_limit, needs_slot, _woken in matches:
         counts[event_id] += 1
         if needs_slot:
             subscriber = Subscriber(
@@ -182,6 +177,8 @@ def _statement(*, alone: bool) -> str:
 
     # Rate-limited subscribers with a closed circuit get their slots in Python.
     needs_slot = "m.circuit_state = %(closed)s AND m.rate_limited"
+    # Delivered at commit, and only if something was queued (deliveries.wakeup).
+    wake = "(SELECT count(*) FROM (SELECT pg_notify(%(channel)s, '') FROM queued LIMIT 1) AS w)"
     submitted = f"jsonb_to_recordset(%(events)s::jsonb) AS e({event_record})"
     if not alone:
         return f"""
@@ -195,7 +192,7 @@ def _statement(*, alone: bool) -> str:
                 SELECT {delivery_values} FROM matched m WHERE NOT ({needs_slot})
                 RETURNING 1
             )
-            SELECT m.event_id, m.subscriber_id, m.rate_limit_per_second, {needs_slot}
+            SELECT m.event_id, m.subscriber_id, m.rate_limit_per_second, {needs_slot}, {wake}
             FROM matched m
         """
     return f"""
@@ -216,7 +213,7 @@ def _statement(*, alone: bool) -> str:
             SELECT {delivery_values} FROM matched m JOIN new_event n ON n.{quote("id")} = m.event_id
             RETURNING 1
         )
-        SELECT (SELECT count(*) FROM new_event), (SELECT count(*) FROM queued)
+        SELECT (SELECT count(*) FROM new_event), (SELECT count(*) FROM queued), {wake}
     """
 
 
@@ -262,6 +259,7 @@ def _constant_params() -> dict[str, Any]:
     return {
         **defaults,
         "closed": Subscriber.Circuit.CLOSED,
+        "channel": CHANNEL,
         "wildcard": WILDCARD,
         "operational": f"{OPERATIONAL_PREFIX}%",
         "prefix_pattern": f"%{PREFIX_SUFFIX}",

@@ -7,7 +7,6 @@ from rest_framework.test import APIClient
 from config.apikeys import IssuedKey, api_key_create
 from deadletters.models import DeadLetter
 from deliveries.models import Delivery
-from deliveries.wakeup import stop_announcing
 from events.services import event_create
 from subscribers.services import subscriber_create
 from tests.receiver import Receiver
@@ -17,13 +16,6 @@ from tests.receiver import Receiver
 def _private_targets_allowed(settings):
     # Every receiver in the tests listens on 127.0.0.1.
     settings.HERALD_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture(autouse=True)
-def _wakeups_stopped():
-    # Its connection would keep the test database from being dropped at the end.
-    yield
-    stop_announcing()
 
 
 @pytest.fixture
