@@ -53,7 +53,7 @@ lint: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-# Schemathesis against gunicorn + qcluster on a fresh PostgreSQL database (tests/contract/); needs
+# Schemathesis against granian + qcluster on a fresh PostgreSQL database (tests/contract/); needs
 # root for its network namespace. E.g. make contract CONTRACT_ARGS="--max-time 600".
 contract: $(STAMP)
 	$(BIN)/python tests/contract/run.py $(CONTRACT_ARGS)
