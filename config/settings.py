@@ -36,12 +36,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "config",
     "subscribers",
     "events",
     "deliveries",
     "deadletters",
+    # After the project's apps, so that deliveries' `qcluster` command takes the place of its own.
+    "django_q",
 ]
 
 MIDDLEWARE = [

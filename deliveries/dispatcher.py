@@ -51,14 +51,17 @@ RECORD_WINDOW = 0.02
 MAX_DB_BACKOFF = 5.0
 
 
+def drain_seconds(timeouts: Timeouts) -> float:
+    """How long a stopping dispatcher waits for its sends in flight: no send takes longer."""
+    return timeouts.connect + timeouts.total + 5
+
+
 class Dispatcher:
     def __init__(self, *, concurrency: int, poll: float, send_options: dict) -> None:
         self.concurrency = concurrency
         self.poll = poll
         self._send_options = send_options
-        timeouts: Timeouts = send_options["timeouts"]
-        # Shutdown waits for the sends in flight: no send takes longer than this.
-        self._drain_seconds = timeouts.connect + timeouts.total + 5
+        self._drain_seconds = drain_seconds(send_options["timeouts"])
         self._pool = WorkPool(concurrency, self._send, name="herald-send")
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_pending = threading.Event()

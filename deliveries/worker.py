@@ -42,4 +42,7 @@ def start_dispatcher(**kwargs) -> None:
 
 
 def _exit_normally(signum, frame) -> None:
+    # Once: a second SIGTERM (the stopping qcluster signals its group again, see its command)
+    # would otherwise interrupt `finish` while it waits for the sends in flight.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(0)

@@ -59,6 +59,28 @@ class Cluster:
         self._signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def terminate(self, *, whole_group: bool, timeout: float) -> int:
+        """SIGTERM, as a service manager sends it (to the process group, or to the main process
+        alone as Docker does), then the main process's exit code once it has exited by itself."""
+        if whole_group:
+            self._signal(signal.SIGTERM)
+        else:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def running_processes(self) -> int:
+        """Processes of the cluster's group still running (zombies have ended)."""
+        group = self.process.pid
+        count = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == group and fields[0] != "Z":
+                    count += 1
+        return count
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -69,3 +69,25 @@ def test_a_clean_stop_finishes_what_is_in_flight_and_repeats_nothing(
     )
     received = Counter(r.headers["webhook-id"] for r in receiver.received("/slow"))
     assert len(received) == EVENTS and max(received.values()) == 1
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["group", "main-process-only"])
+def test_a_stopped_cluster_exits_by_itself_once_its_last_sends_are_recorded(
+    cluster, receiver, make_subscriber, whole_group
+):
+    make_subscriber(endpoint_url=receiver.url("/slow"))
+    receiver.default("/slow", Reply(delay=1.0))
+    for n in range(EVENTS):
+        event_create(event_type="order.created", payload={"n": n})
+    receiver.wait_for(3, path="/slow")
+
+    # Within the dispatchers' drain (1 s connect + 2 s delivery timeout + 5) and the margin: a
+    # main process waiting on a sentinel that died (the old hang) would run into this.
+    exit_code = cluster.terminate(whole_group=whole_group, timeout=20)
+
+    assert exit_code == 0
+    # What a service manager that kills the rest of the group once the main process has gone
+    # would find: nothing. Every send in flight at the signal was finished and recorded.
+    assert cluster.running_processes() == 0
+    assert not Delivery.objects.filter(status="in_flight").exists()
+    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
