@@ -84,22 +84,21 @@ def subscriber_update(*, subscriber: Subscriber, changes: dict[str, Any]) -> Sub
     for field in changes:
         if field not in UPDATABLE_FIELDS:
             raise ValueError(f"{field} cannot be changed")
-    with transaction.atomic():
-        current = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        resuming = changes.get("is_active") is True and not current.is_active
-        pausing = changes.get("is_active") is False and current.is_active
-        for field, value in changes.items():
-            setattr(current, field, value)
-        if resuming:
-            current.deactivated_reason = ""
-            current.deactivated_at = None
-        if pausing:
-            current.deactivated_reason = "paused through the API"
-            current.deactivated_at = timezone.now()
-        written = [*changes, "updated_at"]
-        if resuming or pausing:
-            written += ["deactivated_reason", "deactivated_at"]
-        current.save(update_fields=written)
+    current = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    resuming = changes.get("is_active") is True and not current.is_active
+    pausing = changes.get("is_active") is False and current.is_active
+    for field, value in changes.items():
+        setattr(current, field, value)
+    if resuming:
+        current.deactivated_reason = ""
+        current.deactivated_at = None
+    if pausing:
+        current.deactivated_reason = "paused through the API"
+        current.deactivated_at = timezone.now()
+    written = [*changes, "updated_at"]
+    if resuming or pausing:
+        written += ["deactivated_reason", "deactivated_at"]
+    current.save(update_fields=written)
     if resuming:
         release_held([current.pk])
     if pausing:
