@@ -29,7 +29,12 @@ _request_thread = threading.local()
 class _ConnectionsCloser:
     def __init__(self) -> None:
         # This thread's wrappers, the same objects Django uses in it for the thread's life.
-        self._wrappers = [connections[alias] for alias in connections]
+        # Not SQLite's: closing an sqlite3 connection while granian tears the thread down
+        # crashes the worker (a segfault in libpython, measured), and a SQLite connection holds
+        # nothing on a server that could pile up: it goes with the thread's other objects.
+        self._wrappers = [
+            connections[alias] for alias in connections if connections[alias].vendor != "sqlite"
+        ]
 
     def __del__(self) -> None:
         for wrapper in self._wrappers:

@@ -175,6 +175,28 @@ def test_make_run_web_process_serves_the_api(start_server):
     assert any(reason.startswith("cluster:") for reason in health["reasons"])
 
 
+@pytest.mark.parametrize("procfile", [ROOT / "Procfile", ROOT / "config" / "Procfile.dev"])
+def test_workers_outlive_their_retired_request_threads(start_server, procfile):
+    # A retired thread's connections are closed as it ends (config.webdb); closing an sqlite3
+    # connection there once crashed the worker, and with it `make run`, 30 s after any burst.
+    command = procfile_command(procfile, "web") + " --blocking-threads-idle-timeout 5"
+    server = start_server(command, {"WEB_CONCURRENCY": "1"})
+    key = api_key_create(name="web-server-test")
+    headers = {"Authorization": f"Bearer {key.plaintext}"}
+
+    def list_events(_) -> int:
+        return requests.get(f"{server.url}/api/v1/events", headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert set(pool.map(list_events, range(64))) == {200}
+    time.sleep(8)  # past the idle timeout: granian retires all but one request thread
+
+    assert list_events(None) == 200
+    assert server.process.poll() is None
+    crashes = [line for line in server.lines if "Unexpected exit" in line]
+    assert crashes == []
+
+
 def server_connections() -> int:
     """The web server's connections to the test database (not those of other tests' threads)."""
     with connection.cursor() as cursor:
