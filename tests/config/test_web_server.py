@@ -22,6 +22,7 @@ import requests
 from django.db import connection
 
 from config.apikeys import api_key_create
+from events.models import Event
 from tests.e2e import cluster
 from tests.served import ServedProcess, free_port
 
@@ -160,6 +161,54 @@ def test_a_body_announced_too_large_is_refused_before_it_is_sent(start_server):
     assert head.startswith(b"HTTP/1.1 413"), head
     error = json.loads(body)["error"]
     assert str(announced) in error["message"]
+
+
+def chunked(data: bytes, size: int = 1000):
+    """A generator body: requests sends it with Transfer-Encoding: chunked, no Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_a_chunked_body_is_read_whole(start_server, make_subscriber):
+    server = start_server(procfile_command(ROOT / "Procfile", "web"))
+    key = api_key_create(name="web-server-test")
+    make_subscriber(event_types=["order.*"])
+    event = {"event_type": "order.created", "payload": {"order_id": 42, "note": "x" * 5000}}
+
+    answer = requests.post(
+        f"{server.url}/api/v1/events",
+        data=chunked(json.dumps(event).encode()),
+        headers={"Authorization": f"Bearer {key.plaintext}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 202, answer.text
+    assert answer.request.headers["Transfer-Encoding"] == "chunked"
+    stored = Event.objects.get(pk=answer.json()["id"])
+    assert stored.payload == event["payload"]
+    assert stored.deliveries.count() == 1
+
+
+def test_a_chunked_body_over_a_limit_gets_413(start_server):
+    server = start_server(procfile_command(ROOT / "Procfile", "web"))
+    key = api_key_create(name="web-server-test")
+    headers = {"Authorization": f"Bearer {key.plaintext}", "Content-Type": "application/json"}
+
+    def post(size: int) -> requests.Response:
+        body = b'{"event_type": "order.created", "payload": {"note": "' + b"x" * size + b'"}}'
+        return requests.post(
+            f"{server.url}/api/v1/events", data=chunked(body, 65536), headers=headers, timeout=30
+        )
+
+    # Over the endpoint's own limit: its usual 413, naming the body's size.
+    over_endpoint = post(300_000)
+    assert over_endpoint.status_code == 413
+    assert "the limit is 262144 bytes" in over_endpoint.json()["error"]["message"]
+    # Over every endpoint's limit: refused once that much has been read, never buffered whole.
+    over_all = post(20_000_000)
+    assert over_all.status_code == 413
+    assert over_all.json()["error"]["code"] == "payload_too_large"
+    assert "exceeds the limit of" in over_all.json()["error"]["message"]
 
 
 def test_make_run_web_process_serves_the_api(start_server):
