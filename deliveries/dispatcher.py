@@ -109,6 +109,9 @@ class Dispatcher:
             if listener:
                 listener.stop()
             self._pool.shutdown()
+            # A worker whose database is away cannot say it stopped; its beats age out instead.
+            with contextlib.suppress(DatabaseError):
+                heartbeat.stop()
             connection.close()
 
     def _drain(self, *, deadline: float) -> None:

@@ -27,12 +27,18 @@ FORGET_AFTER = timedelta(days=1)  # rows of workers gone this long are deleted
 def worker_heartbeat(*, worker: str, started_at: datetime, now: datetime) -> None:
     """Record that `worker` is alive (one upsert), and forget workers long gone."""
     WorkerHeartbeat.objects.bulk_create(
-        [WorkerHeartbeat(worker=worker, started_at=started_at, seen_at=now)],
+        [WorkerHeartbeat(worker=worker, started_at=started_at, seen_at=now, stopped_at=None)],
         update_conflicts=True,
         unique_fields=["worker"],
-        update_fields=["seen_at"],
+        update_fields=["seen_at", "stopped_at"],
     )
     WorkerHeartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
+
+
+def worker_stopped(*, worker: str, now: datetime) -> None:
+    """`worker` stopped cleanly: /health and the metrics stop counting it at once, rather than
+    a minute after its last beat (a restart showed the old workers and the new together)."""
+    WorkerHeartbeat.objects.filter(worker=worker).update(seen_at=now, stopped_at=now)
 
 
 class Heartbeat:
@@ -49,13 +55,17 @@ class Heartbeat:
             self._pid, self._started_at, self._next = os.getpid(), timezone.now(), 0.0
         if time.monotonic() < self._next:
             return
-        worker_heartbeat(
-            worker=f"{socket.gethostname()}:{self._pid}",
-            started_at=self._started_at,
-            now=timezone.now(),
-        )
+        worker_heartbeat(worker=self._worker(), started_at=self._started_at, now=timezone.now())
         # Only after the write succeeded: a failed one is tried again on the next call.
         self._next = time.monotonic() + self.interval
+
+    def stop(self) -> None:
+        if self._pid == os.getpid():  # this process has checked in
+            worker_stopped(worker=self._worker(), now=timezone.now())
+            self._next = 0.0
+
+    def _worker(self) -> str:
+        return f"{socket.gethostname()}:{self._pid}"
 
 
 _process_heartbeat = Heartbeat()
@@ -64,6 +74,11 @@ _process_heartbeat = Heartbeat()
 def beat() -> None:
     """The dispatcher loop calls this on every turn; it writes every HEARTBEAT_INTERVAL."""
     _process_heartbeat.beat()
+
+
+def stop() -> None:
+    """The dispatcher has finished: this worker is no longer alive."""
+    _process_heartbeat.stop()
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class ClusterStatus:
 
 def cluster_status(*, now: datetime) -> ClusterStatus:
     """How many workers checked in within ALIVE_WITHIN, and when the last one did."""
-    recent = WorkerHeartbeat.objects.filter(seen_at__gte=now - ALIVE_WITHIN).count()
+    recent = WorkerHeartbeat.objects.filter(
+        seen_at__gte=now - ALIVE_WITHIN, stopped_at__isnull=True
+    ).count()
     last = WorkerHeartbeat.objects.aggregate(last=Max("seen_at"))["last"]
     return ClusterStatus(workers_alive=recent, last_seen_at=last)

@@ -147,6 +147,9 @@ class WorkerHeartbeat(models.Model):
     worker = models.CharField(max_length=200, unique=True, help_text="host:pid")
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
+    # Set when the worker stopped cleanly: it no longer counts as alive, though it was seen
+    # within the last minute, and the row still tells when the cluster was last up.
+    stopped_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.worker} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -55,3 +57,39 @@ def test_the_dispatcher_loop_checks_in(monkeypatch):
 
     row = WorkerHeartbeat.objects.get(worker=THIS_WORKER)
     assert timezone.now() - row.seen_at < timedelta(seconds=5)
+
+
+def test_a_worker_that_stopped_is_not_counted_but_still_shows_when_it_was_last_up():
+    beats = Heartbeat(interval=60)
+    beats.beat()
+    assert cluster_status(now=timezone.now()).workers_alive == 1
+
+    beats.stop()
+
+    status = cluster_status(now=timezone.now())
+    assert status.workers_alive == 0
+    row = WorkerHeartbeat.objects.get(worker=THIS_WORKER)
+    assert row.stopped_at is not None
+    assert status.last_seen_at == row.stopped_at
+    # Beating again (the next beat is due at once) counts it alive again.
+    beats.beat()
+    assert cluster_status(now=timezone.now()).workers_alive == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatcher_that_finishes_says_its_worker_stopped(monkeypatch):
+    monkeypatch.setattr(heartbeat, "_process_heartbeat", Heartbeat())
+    dispatcher = Dispatcher(concurrency=1, poll=0.01, send_options=policy.send_options())
+    loop = threading.Thread(target=dispatcher.run)
+    loop.start()
+    deadline = time.monotonic() + 10
+    while not WorkerHeartbeat.objects.filter(worker=THIS_WORKER).exists():
+        assert time.monotonic() < deadline, "the dispatcher never checked in"
+        time.sleep(0.05)
+    assert cluster_status(now=timezone.now()).workers_alive == 1
+
+    dispatcher.stop()
+    loop.join(timeout=10)
+
+    assert not loop.is_alive()
+    assert cluster_status(now=timezone.now()).workers_alive == 0
