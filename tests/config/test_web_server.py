@@ -67,9 +67,7 @@ class WebServer(ServedProcess):
         )
         # exec: the process is the server itself, whose exit code the tests read.
         command = command if command.startswith("exec ") else f"exec {command}"
-        super().__init__(
-            command, port=port, shell=True, cwd=ROOT, env=env, start_new_session=True
-        )
+        super().__init__(command, port=port, shell=True, cwd=ROOT, env=env, start_new_session=True)
 
     def wait_until_serving(self) -> None:
         self.wait_until(self.answering, timeout=30.0)
