@@ -77,6 +77,48 @@ def test_selects_by_ids(dead):
     assert DeadLetter.objects.get(pk=other.pk).resolved_at is None
 
 
+def test_ids_that_cannot_be_replayed_are_named_and_fail_the_command(dead):
+    replayable, resolved = dead(), dead()
+    _replay(str(resolved.pk))
+    unknown = "8f5e6c1a-0000-4000-8000-000000000000"
+    errors = StringIO()
+
+    with pytest.raises(CommandError, match="2 of the ids given cannot be replayed"):
+        call_command(
+            "replay_deadletters",
+            str(replayable.pk),
+            str(resolved.pk),
+            unknown,
+            stdout=StringIO(),
+            stderr=errors,
+        )
+
+    # What can be replayed still is; the rest is explained, one line each.
+    assert DeadLetter.objects.get(pk=replayable.pk).resolution == "replayed"
+    assert f"Cannot replay {unknown}: no dead letter has this id." in errors.getvalue()
+    assert f"Cannot replay {resolved.pk}: already resolved (replayed at" in errors.getvalue()
+
+
+def test_ids_left_out_by_the_other_options_are_named_but_not_an_error(dead, make_subscriber):
+    subscriber = make_subscriber(event_types=["*"])
+    mine, theirs = dead(subscriber=subscriber), dead()
+    errors = StringIO()
+
+    call_command(
+        "replay_deadletters",
+        str(mine.pk),
+        str(theirs.pk),
+        "--subscriber",
+        str(subscriber.pk),
+        stdout=StringIO(),
+        stderr=errors,
+    )
+
+    assert DeadLetter.objects.get(pk=mine.pk).resolution == "replayed"
+    assert DeadLetter.objects.get(pk=theirs.pk).resolved_at is None
+    assert f"Left out {theirs.pk}: not selected by --subscriber" in errors.getvalue()
+
+
 def test_selects_by_subscriber(dead, make_subscriber):
     subscriber = make_subscriber(event_types=["*"])
     mine = dead(subscriber=subscriber)

@@ -42,6 +42,7 @@ class Command(BaseCommand):
             since=since,
         ).select_related("delivery__event", "delivery__subscriber")
         letters = list(selected[:limit] if limit else selected)
+        refused = self._report_ids_left_out(ids, letters)
         verb = "Would replay" if dry_run else "Replaying"
         for letter in letters:
             self.stdout.write(
@@ -51,6 +52,7 @@ class Command(BaseCommand):
             )
         if dry_run:
             self.stdout.write(f"Dry run: {len(letters)} dead letter(s) would be replayed.")
+            self._fail_if(refused)
             return
         outcome = dead_letters_replay(
             dead_letters=DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]),
@@ -62,6 +64,34 @@ class Command(BaseCommand):
                 "(resolved meanwhile)."
             )
         )
+        self._fail_if(refused)
+
+    def _report_ids_left_out(self, ids: list[uuid.UUID], letters: list[DeadLetter]) -> int:
+        """Say why each id asked for is not replayed; how many cannot be (unknown, resolved)."""
+        selected = {letter.pk for letter in letters}
+        left_out = [i for i in dict.fromkeys(ids) if i not in selected]
+        known = DeadLetter.objects.in_bulk(left_out)
+        refused = 0
+        for dead_letter_id in left_out:
+            letter = known.get(dead_letter_id)
+            if letter is None:
+                why = "no dead letter has this id"
+            elif letter.resolved_at is not None:
+                when = letter.resolved_at.isoformat(timespec="seconds")
+                why = f"already resolved ({letter.resolution or 'resolved'} at {when})"
+            else:
+                self.stderr.write(
+                    f"Left out {dead_letter_id}: not selected by --subscriber, "
+                    "--event-type, --since or --limit."
+                )
+                continue
+            refused += 1
+            self.stderr.write(f"Cannot replay {dead_letter_id}: {why}.")
+        return refused
+
+    def _fail_if(self, refused: int) -> None:
+        if refused:
+            raise CommandError(f"{refused} of the ids given cannot be replayed (see above).")
 
 
 def _uuid(value: str) -> uuid.UUID:
