@@ -36,7 +36,13 @@ from events.inputs import (
 )
 from events.models import Event
 from events.selectors import event_with_deliveries, events_list
-from events.services import EventInput, IdempotencyConflict, event_create, events_create
+from events.services import (
+    EventInput,
+    IdempotencyConflict,
+    KeyRepeatedInBatch,
+    event_create,
+    events_create,
+)
 from subscribers.matching import EVENT_TYPE_MAX_LENGTH
 
 EVENT_EXAMPLE = {
@@ -202,7 +208,7 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                type={"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                type={"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
                 location=OpenApiParameter.HEADER,
                 required=False,
                 description="Retry-safe creation: the same key and body return the original "
@@ -211,7 +217,14 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         ],
     )
     def create(self, request: Request) -> Response:
-        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER, "").strip() or None
+        header = request.headers.get(IDEMPOTENCY_HEADER)
+        idempotency_key = header.strip() if header is not None else None
+        if idempotency_key == "":
+            # Most likely a client whose key variable was unset: sending it without a key would
+            # store it again on every retry, which is what the key was for.
+            raise serializers.ValidationError(
+                {IDEMPOTENCY_HEADER: ["Must not be blank; leave the header out to send no key."]}
+            )
         if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
             raise serializers.ValidationError(
                 {IDEMPOTENCY_HEADER: [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
@@ -260,6 +273,15 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         Each event is validated (errors name its index); each may carry an idempotency_key. 202
         if any event was new, 200 if every one repeated an earlier request.
         """
+        if IDEMPOTENCY_HEADER in request.headers:
+            raise serializers.ValidationError(
+                {
+                    IDEMPOTENCY_HEADER: [
+                        "A batch takes no Idempotency-Key header: give each event its own "
+                        "idempotency_key."
+                    ]
+                }
+            )
         inputs = [
             EventInput(
                 event_type=item["event_type"],
@@ -271,7 +293,11 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             ingested = events_create(inputs=inputs, api_key=request.auth)
         except IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(f"events[{exc.index}]: {exc}") from exc
+        except KeyRepeatedInBatch as exc:
+            raise serializers.ValidationError(
+                {"events": {str(exc.index): {"idempotency_key": [str(exc)]}}}
+            ) from exc
         for item in ingested:
             item.event.delivery_count = item.delivery_count
         tz = timezone.get_current_timezone()

@@ -20,14 +20,30 @@ from events.publishing import event_publish_alone, events_publish
 
 
 class IdempotencyConflict(Exception):
-    """The idempotency key was already used for a different request."""
+    """The idempotency key was already used for a different request.
 
-    def __init__(self, event: Event) -> None:
+    `index` is the position of the input that repeated it (a batch names it in the 409).
+    """
+
+    def __init__(self, event: Event, *, index: int = 0) -> None:
         super().__init__(
             f"Idempotency-Key {event.idempotency_key!r} was already used for a different request "
             f"(event {event.id})."
         )
         self.event = event
+        self.index = index
+
+
+class KeyRepeatedInBatch(Exception):
+    """Two events of one batch carry the same idempotency key but differ: nothing was stored,
+    so there is no original to name, only the two inputs."""
+
+    def __init__(self, *, key: str, first: int, index: int) -> None:
+        super().__init__(
+            f"Also the idempotency_key of events[{first}], which is a different event; "
+            "a key names one event."
+        )
+        self.key, self.first, self.index = key, first, index
 
 
 @dataclass(frozen=True)
@@ -145,19 +161,23 @@ def _store(
     # The same key twice in one batch is one event, as if the request had been sent twice.
     resolved: list[tuple[Event, str]] = []
     new_events: list[Event] = []
-    new_ids: set = set()
-    for item, fingerprint in zip(inputs, fingerprints, strict=True):
-        event = earlier.get(item.idempotency_key) if item.idempotency_key else None
+    first_with_key: dict[str, int] = {}  # a key first given in this batch: where
+    for index, (item, fingerprint) in enumerate(zip(inputs, fingerprints, strict=True)):
+        key = item.idempotency_key
+        event = earlier.get(key) if key else None
         if event is not None:
+            repeat = key in first_with_key
             if event.request_fingerprint != fingerprint:
-                raise IdempotencyConflict(event)
-            resolved.append((event, "repeat" if event.pk in new_ids else "old"))
+                if repeat:
+                    raise KeyRepeatedInBatch(key=key, first=first_with_key[key], index=index)
+                raise IdempotencyConflict(event, index=index)
+            resolved.append((event, "repeat" if repeat else "old"))
             continue
         event = _new_event(item, fingerprint, api_key=api_key, now=now)
         new_events.append(event)
-        new_ids.add(event.pk)
-        if item.idempotency_key:
-            earlier[item.idempotency_key] = event
+        if key:
+            earlier[key] = event
+            first_with_key[key] = index
         resolved.append((event, "new"))
     counts = events_publish(new_events, now=now)
     return [

@@ -154,6 +154,15 @@ def test_same_idempotency_key_with_reordered_payload_keys_is_the_same_request(ap
     assert second.json()["id"] == first.json()["id"]
 
 
+@pytest.mark.parametrize("header", ["", "   "])
+def test_a_blank_idempotency_key_is_refused_not_taken_for_none(api, header):
+    response = api.post(URL, ORDER_CREATED, format="json", HTTP_IDEMPOTENCY_KEY=header)
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+    assert Event.objects.count() == 0
+
+
 def test_same_idempotency_key_with_a_different_body_is_409(api):
     api.post(URL, ORDER_CREATED, format="json", HTTP_IDEMPOTENCY_KEY="order-42")
 

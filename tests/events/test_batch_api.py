@@ -140,13 +140,48 @@ def test_a_known_key_among_new_events_returns_the_original_and_stores_the_rest(a
     assert Event.objects.count() == 2
 
 
-def test_a_reused_key_with_a_different_event_is_a_409_and_stores_nothing(api):
-    api.post(URL, {"events": [_event(0, idempotency_key="a")]}, format="json")
+def test_a_reused_key_with_a_different_event_is_a_409_naming_it_and_stores_nothing(api):
+    first = api.post(URL, {"events": [_event(0, idempotency_key="a")]}, format="json")
 
     response = api.post(URL, {"events": [_event(5), _event(9, idempotency_key="a")]}, format="json")
 
     assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert message.startswith("events[1]: ")
+    assert first.json()["events"][0]["id"] in message
     assert Event.objects.count() == 1
+
+
+def test_one_key_on_two_different_events_of_a_batch_is_a_400_naming_both(api):
+    response = api.post(
+        URL,
+        {"events": [_event(0, idempotency_key="x"), _event(1), _event(2, idempotency_key="x")]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["fields"] == {
+        "events": {
+            "2": {
+                "idempotency_key": [
+                    "Also the idempotency_key of events[0], which is a different event; "
+                    "a key names one event."
+                ]
+            }
+        }
+    }
+    assert Event.objects.count() == 0
+
+
+def test_an_idempotency_key_header_on_a_batch_is_refused(api):
+    response = api.post(
+        URL, {"events": [_event(0)]}, format="json", HTTP_IDEMPOTENCY_KEY="whole-batch"
+    )
+
+    assert response.status_code == 400
+    assert "idempotency_key" in response.json()["error"]["fields"]["Idempotency-Key"][0]
+    assert Event.objects.count() == 0
 
 
 def test_the_same_key_twice_in_one_batch_is_one_event(api):
