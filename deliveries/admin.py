@@ -12,7 +12,7 @@ from django.utils.text import Truncator
 
 from config.admin_tools import BigTableAdmin, counted, report_action
 from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
-from deliveries.selectors import deliveries_count_by_status
+from deliveries.selectors import deliveries_count_by_status, deliveries_held_by_subscriber
 from deliveries.services import deliveries_requeue
 
 Status = Delivery.Status
@@ -135,6 +135,12 @@ class DeliveryAdmin(BigTableAdmin):
             if count
         ]
         message = f"Retrying {counted(len(retried), 'delivery', 'deliveries')} now"
+        held = deliveries_held_by_subscriber(retried)
+        if held:
+            message += (
+                f" ({held} of them {'waits' if held == 1 else 'wait'} until the subscriber is "
+                "resumed or its circuit closes)"
+            )
         if left_alone:
             message += "; left alone: " + ", ".join(left_alone)
         failed = by_status.get(Status.FAILED, 0)

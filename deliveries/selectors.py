@@ -109,6 +109,18 @@ def deliveries_count_by_status(deliveries: QuerySet[Delivery]) -> dict[str, int]
     )
 
 
+def deliveries_held_by_subscriber(ids: list) -> int:
+    """How many of these deliveries a dispatcher will set aside rather than send: their
+    subscriber is paused or its circuit is not closed."""
+    return (
+        Delivery.objects.filter(pk__in=ids)
+        .filter(
+            Q(subscriber__is_active=False) | ~Q(subscriber__circuit_state=Subscriber.Circuit.CLOSED)
+        )
+        .count()
+    )
+
+
 def delivery_with_attempts() -> QuerySet[Delivery]:
     return Delivery.objects.prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number"))

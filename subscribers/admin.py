@@ -185,8 +185,12 @@ class SubscriberAdmin(admin.ModelAdmin):
             model=Subscriber,
             ids=resumed,
             log_message="Resumed (admin action resume_subscribers).",
-            message=f"Resumed {counted(len(resumed), 'subscriber')}; held deliveries are sent now"
-            + (f"; {skipped} {were(skipped)} already active." if skipped else "."),
+            message=(
+                f"Resumed {counted(len(resumed), 'subscriber')}; held deliveries are sent now"
+                + (f"; {skipped} {were(skipped)} already active." if skipped else ".")
+                if resumed
+                else f"Resumed no subscriber: {counted(skipped, 'was', 'were')} already active."
+            ),
         )
 
     @admin.action(description="Open circuit (hold deliveries until reset)", permissions=["change"])
@@ -194,6 +198,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         form = OpenCircuitForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
+            already_open = queryset.filter(circuit_state=Subscriber.Circuit.OPEN).count()
             opened = circuits_open(
                 subscribers=queryset, reason=f"{reason} (by {request.user})", now=timezone.now()
             )
@@ -203,8 +208,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                 model=Subscriber,
                 ids=opened,
                 log_message=f"Opened the circuit by hand: {reason} (admin action open_circuit).",
-                message=f"Opened the circuit of {counted(len(opened), 'subscriber')}; "
-                "their deliveries are held until the circuit is reset.",
+                message=_opened_message(newly=len(opened) - already_open, already=already_open),
             )
             return None
         return TemplateResponse(
@@ -233,9 +237,13 @@ class SubscriberAdmin(admin.ModelAdmin):
             model=Subscriber,
             ids=reset,
             log_message="Reset the circuit (admin action reset_circuit).",
-            message=f"Reset the circuit of {counted(len(reset), 'subscriber')}; held deliveries "
-            "are being sent at each subscriber's rate limit"
-            + (f"; {skipped} {were(skipped)} closed already." if skipped else "."),
+            message=(
+                f"Reset the circuit of {counted(len(reset), 'subscriber')}; held deliveries "
+                "are being sent at each subscriber's rate limit"
+                + (f"; {skipped} {were(skipped)} closed already." if skipped else ".")
+                if reset
+                else f"Reset no circuit: {counted(skipped, 'was', 'were')} closed already."
+            ),
         )
 
     @admin.action(
@@ -257,3 +265,15 @@ class SubscriberAdmin(admin.ModelAdmin):
             f"Requests carry both signatures for {hours:g} hours; give each receiver its new "
             "secret from the subscriber's page (Signing).",
         )
+
+
+def _opened_message(*, newly: int, already: int) -> str:
+    parts = [f"opened the circuit of {counted(newly, 'subscriber')}"] if newly else []
+    if already:
+        # Opening again keeps it open by hand (no probes) and replaces the reason.
+        parts.append(
+            f"{counted(already, 'subscriber')} {were(already)} open already and now "
+            f"{'is' if already == 1 else 'are'} held open by hand with this reason"
+        )
+    summary = "; ".join(parts)
+    return f"{summary[0].upper()}{summary[1:]}. Their deliveries are held until it is reset."

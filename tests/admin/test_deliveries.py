@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryAttempt
 from events.services import event_create
+from subscribers.models import Subscriber
 from tests.admin.conftest import logged, messages_of, run_action
 from tests.queue import queued
 
@@ -73,6 +74,18 @@ def test_retry_sends_waiting_deliveries_now_and_explains_the_rest(operator_clien
         "Retried now with a fresh set of attempts (admin action retry_deliveries)."
     ]
     assert logged(delivered) == []
+
+
+def test_retry_says_which_deliveries_wait_for_their_subscriber(operator_client, deliveries):
+    retrying = deliveries[0]
+    Subscriber.objects.update(circuit_state="open", circuit_manual=True)
+
+    response = run_action(operator_client, "deliveries.delivery", "retry_deliveries", [retrying])
+
+    assert messages_of(response) == [
+        "Retrying 1 delivery now (1 of them waits until the subscriber is resumed or its "
+        "circuit closes)."
+    ]
 
 
 def test_retry_needs_the_change_permission(viewer_client, deliveries):

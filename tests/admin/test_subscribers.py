@@ -108,7 +108,7 @@ def test_open_circuit_asks_for_a_reason_then_opens(operator_client, make_subscri
     )
 
     assert messages_of(response) == [
-        "Opened the circuit of 1 subscriber; their deliveries are held until the circuit is reset."
+        "Opened the circuit of 1 subscriber. Their deliveries are held until it is reset."
     ]
     subscriber.refresh_from_db()
     assert subscriber.circuit_state == "open" and subscriber.circuit_manual
@@ -116,6 +116,30 @@ def test_open_circuit_asks_for_a_reason_then_opens(operator_client, make_subscri
     assert logged(subscriber) == [
         "Opened the circuit by hand: receiver maintenance (admin action open_circuit)."
     ]
+
+
+def test_actions_that_change_nothing_say_so(operator_client, make_subscriber):
+    active = make_subscriber(name="active")
+    Subscriber.objects.filter(pk=active.pk).update(circuit_state="open", circuit_manual=True)
+
+    resumed = run_action(operator_client, "subscribers.subscriber", "resume_subscribers", [active])
+    opened = run_action(
+        operator_client,
+        "subscribers.subscriber",
+        "open_circuit",
+        [active],
+        apply="1",
+        reason="still down",
+    )
+    Subscriber.objects.filter(pk=active.pk).update(circuit_state="closed", circuit_manual=False)
+    reset = run_action(operator_client, "subscribers.subscriber", "reset_circuit", [active])
+
+    assert messages_of(resumed) == ["Resumed no subscriber: 1 was already active."]
+    assert messages_of(opened) == [
+        "1 subscriber was open already and now is held open by hand with this reason. Their "
+        "deliveries are held until it is reset."
+    ]
+    assert messages_of(reset) == ["Reset no circuit: 1 was closed already."]
 
 
 def test_reset_circuit_closes_and_releases(operator_client, make_subscriber):
