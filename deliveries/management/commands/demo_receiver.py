@@ -34,15 +34,20 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=9000)
         parser.add_argument(
-            "--fail-rate", type=float, default=0.0, help="Share of requests answered 500 (0-1)."
+            "--fail-rate",
+            type=float,
+            default=0.0,
+            help="Share of requests answered 500 (0-1; default 0).",
         )
         parser.add_argument(
             "--slow-rate",
             type=float,
             default=0.0,
-            help="Share of requests answered only after --slow-seconds (0-1).",
+            help="Share of requests answered only after --slow-seconds (0-1; default 0).",
         )
-        parser.add_argument("--slow-seconds", type=float, default=15.0)
+        parser.add_argument(
+            "--slow-seconds", type=float, default=15.0, help="Default 15 (past the timeout)."
+        )
         parser.add_argument(
             "--secret",
             action="append",
