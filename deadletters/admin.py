@@ -92,7 +92,7 @@ class DeadLetterAdmin(BigTableAdmin):
     @admin.display(description="last response")
     def last_response(self, letter: DeadLetter) -> str:
         code = letter.last_status_code or "no response"
-        error = letter.delivery.last_error
+        error = letter.last_error
         return f"{code}: {Truncator(error).chars(60)}" if error else str(code)
 
     @admin.display(description="event type", ordering="delivery__event__event_type")

@@ -60,8 +60,6 @@ class DeadLetterSerializer(serializers.ModelSerializer):
     event_id = serializers.UUIDField(source="delivery.event_id", read_only=True)
     event_type = serializers.CharField(source="delivery.event.event_type", read_only=True)
     subscriber_id = serializers.UUIDField(source="delivery.subscriber_id", read_only=True)
-    attempt_count = serializers.IntegerField(source="delivery.attempt_count", read_only=True)
-    last_error = serializers.CharField(source="delivery.last_error", read_only=True)
     resolved = serializers.BooleanField(source="is_resolved", read_only=True)
 
     class Meta:
@@ -81,6 +79,10 @@ class DeadLetterSerializer(serializers.ModelSerializer):
             "resolved_at",
             "resolution",
         ]
+        extra_kwargs = {
+            "attempt_count": {"help_text": "Attempts the delivery had made when it died."},
+            "last_error": {"help_text": "Its last error when it died; a replay leaves it."},
+        }
 
 
 class DeadLetterFilter(CreatedRangeFilterSet):

@@ -17,7 +17,11 @@ class DeadLetter(models.Model):
         "deliveries.Delivery", on_delete=models.CASCADE, related_name="dead_letters"
     )
     reason = models.TextField()
+    # As they were when the delivery died, kept here: a replay starts the delivery's own afresh,
+    # and the letter should still say what happened.
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)

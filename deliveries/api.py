@@ -61,6 +61,12 @@ class DeliverySerializer(serializers.ModelSerializer):
             "delivered_at",
             "created_at",
         ]
+        extra_kwargs = {
+            "attempt_count": {
+                "help_text": "Attempts in the current set: a replay or retry starts a new set "
+                "at 0. The delivery's `attempts` list every attempt ever made."
+            }
+        }
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):

@@ -249,7 +249,11 @@ def dead_letter(
     )
     delivery.status = Delivery.Status.FAILED
     letter = DeadLetter.objects.create(
-        delivery_id=delivery.pk, reason=reason, last_status_code=status_code
+        delivery_id=delivery.pk,
+        reason=reason,
+        last_status_code=status_code,
+        last_error=error,
+        attempt_count=delivery.attempt_count,
     )
     delivery_dead_lettered.send(sender=Delivery, delivery=delivery, dead_letter=letter, now=now)
     logger.warning(

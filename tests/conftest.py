@@ -80,7 +80,11 @@ def make_dead_letter(make_subscriber):
             last_error="HTTP 503",
         )
         letter = DeadLetter.objects.create(
-            delivery=delivery, reason="all 12 attempts failed; last: HTTP 503", last_status_code=503
+            delivery=delivery,
+            reason="all 12 attempts failed; last: HTTP 503",
+            last_status_code=503,
+            last_error="HTTP 503",
+            attempt_count=12,
         )
         if resolved:
             DeadLetter.objects.filter(pk=letter.pk).update(

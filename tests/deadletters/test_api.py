@@ -123,6 +123,12 @@ def test_replay_resolves_the_letter_and_requeues_the_delivery(api, make_dead_let
     assert body["resolved"] is True
     assert body["resolution"] == "replayed"
     assert body["resolved_at"]
+    # The letter still says how the delivery died, though the delivery starts afresh.
+    assert (body["attempt_count"], body["last_status_code"], body["last_error"]) == (
+        12,
+        503,
+        "HTTP 503",
+    )
     letter.refresh_from_db()
     assert letter.resolution == DeadLetter.Resolution.REPLAYED
     assert letter.resolved_at is not None

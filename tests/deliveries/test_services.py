@@ -170,6 +170,11 @@ def test_exhausted_attempts_fail_and_dead_letter(delivery):
     assert delivery.attempt_count == 4
     letter = DeadLetter.objects.get(delivery=delivery)
     assert letter.reason == "all 4 attempts failed; last: HTTP 503"
+    assert (letter.attempt_count, letter.last_status_code, letter.last_error) == (
+        4,
+        503,
+        "HTTP 503",
+    )
     assert letter.resolved_at is None
 
 
