@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from events.models import SOURCE_SECRET_MAX_LENGTH, Source
+from events.models import SOURCE_SECRET_MAX_LENGTH, SOURCE_SECRET_MIN_LENGTH, Source
 from subscribers.secrets import SECRET_PREFIX, generate_secret, is_valid_secret
 
 Scheme = Source.Scheme
@@ -42,11 +42,26 @@ def _slug_unique(slug: str | None, *, pk: Any = None) -> Iterator[None]:
 
 
 def source_secret_generate(*, scheme: str) -> str:
-    # Standard Webhooks and Stripe secrets are "whsec_" + base64; GitHub and plain HMAC senders
-    # take any string, and hex survives every copy and paste.
-    if scheme in (Scheme.STANDARD, Scheme.STRIPE):
+    """A secret to give the sender; InvalidSecret for Stripe, which makes its own."""
+    if scheme == Scheme.STRIPE:
+        raise InvalidSecret(
+            f"Required for Stripe, which chooses the signing secret: paste the {SECRET_PREFIX}... "
+            "from the webhook endpoint's page in the Stripe Dashboard."
+        )
+    # Standard Webhooks secrets are "whsec_" + base64; GitHub and plain HMAC senders take any
+    # string, and hex survives every copy and paste.
+    if scheme == Scheme.STANDARD:
         return generate_secret()
     return secrets.token_hex(32)
+
+
+def source_secret_for(*, scheme: str, secret: str | None) -> str:
+    """The secret a source of `scheme` is to use: `secret` if it can sign for the scheme, else
+    InvalidSecret; generated when None or empty (InvalidSecret for Stripe)."""
+    if not secret:
+        return source_secret_generate(scheme=scheme)
+    source_secret_check(scheme=scheme, secret=secret)
+    return secret
 
 
 def source_secret_check(*, scheme: str, secret: str) -> None:
@@ -57,6 +72,11 @@ def source_secret_check(*, scheme: str, secret: str) -> None:
         raise InvalidSecret(f"At most {SOURCE_SECRET_MAX_LENGTH} characters.")
     if any(ord(char) < 32 or ord(char) == 127 for char in secret):
         raise InvalidSecret("Must not contain control characters.")
+    if scheme in (Scheme.GITHUB, Scheme.HMAC) and len(secret) < SOURCE_SECRET_MIN_LENGTH:
+        # Anyone who guesses it can sign requests; generated ones are 64 hex characters.
+        raise InvalidSecret(
+            f"At least {SOURCE_SECRET_MIN_LENGTH} characters; leave it out to have one generated."
+        )
     if scheme == Scheme.STANDARD and not is_valid_secret(secret):
         raise InvalidSecret(
             f"Standard Webhooks secrets look like {SECRET_PREFIX}<base64 of 24 to 64 bytes>."
@@ -78,8 +98,7 @@ def source_create(
     is_active: bool = True,
 ) -> Source:
     """A new source; without a secret one is generated, to be given to the sender."""
-    secret = secret or source_secret_generate(scheme=scheme)
-    source_secret_check(scheme=scheme, secret=secret)
+    secret = source_secret_for(scheme=scheme, secret=secret)
     with _slug_unique(slug):
         return Source.objects.create(
             slug=slug,
@@ -115,8 +134,7 @@ def source_rotate_secret(
     once, for a secret that leaked. One UPDATE moves the current secret to `previous_secret`, so
     two rotations at once cannot drop the secret the first one handed out.
     """
-    new_secret = secret or source_secret_generate(scheme=source.scheme)
-    source_secret_check(scheme=source.scheme, secret=new_secret)
+    new_secret = source_secret_for(scheme=source.scheme, secret=secret)
     grace = timedelta(hours=settings.HERALD_SOURCE_ROTATION_HOURS)
     Source.objects.filter(pk=source.pk).update(
         previous_secret=F("secret") if keep_previous else "",

@@ -18,8 +18,7 @@ from events.selectors import source_recent_events
 from events.sources import (
     InvalidSecret,
     source_rotate_secret,
-    source_secret_check,
-    source_secret_generate,
+    source_secret_for,
 )
 
 SECRET_HELP = (
@@ -37,10 +36,10 @@ class SourceAddForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        secret, scheme = cleaned.get("secret"), cleaned.get("scheme")
-        if secret and scheme:
+        scheme = cleaned.get("scheme")
+        if scheme:
             try:
-                source_secret_check(scheme=scheme, secret=secret)
+                cleaned["secret"] = source_secret_for(scheme=scheme, secret=cleaned.get("secret"))
             except InvalidSecret as exc:
                 self.add_error("secret", str(exc))
         return cleaned
@@ -62,13 +61,10 @@ class RotateSecretForm(forms.Form):
         self.scheme = scheme
 
     def clean_secret(self) -> str:
-        secret = self.cleaned_data["secret"]
-        if secret:
-            try:
-                source_secret_check(scheme=self.scheme, secret=secret)
-            except InvalidSecret as exc:
-                raise forms.ValidationError(str(exc)) from exc
-        return secret
+        try:
+            return source_secret_for(scheme=self.scheme, secret=self.cleaned_data["secret"])
+        except InvalidSecret as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(Source)
@@ -123,9 +119,7 @@ class SourceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Source, form, change: bool) -> None:
         if not change:
-            obj.secret = form.cleaned_data.get("secret") or source_secret_generate(
-                scheme=obj.scheme
-            )
+            obj.secret = form.cleaned_data["secret"]  # the one given, or generated
         super().save_model(request, obj, form, change)
         if not change:
             self.message_user(request, _secret_message(obj), messages.WARNING)
@@ -154,7 +148,7 @@ class SourceAdmin(admin.ModelAdmin):
             source = source_rotate_secret(
                 source=source,
                 now=timezone.now(),
-                secret=form.cleaned_data["secret"] or None,
+                secret=form.cleaned_data["secret"],
                 keep_previous=not revoke,
             )
             self.log_change(

@@ -45,7 +45,7 @@ from events.sources import (
     SlugTaken,
     source_create,
     source_rotate_secret,
-    source_secret_check,
+    source_secret_for,
     source_update,
 )
 from events.verification import SignatureError
@@ -264,8 +264,8 @@ class SourceWithSecretSerializer(SourceSerializer):
     secret = StrictCharField(
         required=False,
         max_length=255,
-        help_text="The provider's signing secret, to paste one (Stripe's whsec_...); generated "
-        "when absent. Returned only here.",
+        help_text="The provider's signing secret, to paste one (Stripe's whsec_..., required "
+        "for Stripe); generated when absent. Returned only here.",
     )
 
     class Meta(SourceSerializer.Meta):
@@ -275,11 +275,10 @@ class SourceWithSecretSerializer(SourceSerializer):
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
-        if "secret" in attrs:
-            try:
-                source_secret_check(scheme=attrs["scheme"], secret=attrs["secret"])
-            except InvalidSecret as exc:
-                raise serializers.ValidationError({"secret": [str(exc)]}) from exc
+        try:
+            attrs["secret"] = source_secret_for(scheme=attrs["scheme"], secret=attrs.get("secret"))
+        except InvalidSecret as exc:
+            raise serializers.ValidationError({"secret": [str(exc)]}) from exc
         return attrs
 
 

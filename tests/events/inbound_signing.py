@@ -91,6 +91,8 @@ CASES = [
         body={"id": "evt_1NG8Du2eZvKYlo2C", "type": "payment_intent.succeeded", "data": {}},
         event_type="stripe.payment_intent.succeeded",
         delivery_id="evt_1NG8Du2eZvKYlo2C",
+        # Stripe chooses the secret; the source is given the one from its Dashboard.
+        source_fields={"secret": "whsec_stripeDashboardSecretForTests0123"},
     ),
     Case(
         scheme="standard",

@@ -106,13 +106,15 @@ def test_rotate_to_a_pasted_secret_refusing_the_old_one(operator_client):
     old = source.secret
 
     operator_client.post(
-        _rotate_url(source), {"secret": "operator-chosen", "revoke_previous": "on"}, follow=True
+        _rotate_url(source),
+        {"secret": "operator-chosen-secret-1", "revoke_previous": "on"},
+        follow=True,
     )
 
     source.refresh_from_db()
-    assert source.secret == "operator-chosen"
+    assert source.secret == "operator-chosen-secret-1"
     assert _ingest(source, old).status_code == 401
-    assert _ingest(source, "operator-chosen").status_code == 202
+    assert _ingest(source, "operator-chosen-secret-1").status_code == 202
 
 
 def test_rotate_refuses_a_bad_secret_and_changes_nothing(operator_client):

@@ -51,7 +51,6 @@ def test_sources_need_an_api_key():
         ("github", lambda s: re.fullmatch(r"[0-9a-f]{64}", s)),
         ("hmac", lambda s: re.fullmatch(r"[0-9a-f]{64}", s)),
         ("standard", is_valid_secret),
-        ("stripe", lambda s: s.startswith("whsec_")),
     ],
 )
 def test_create_without_secret_generates_one_and_returns_it_once(api, scheme, looks_right):
@@ -67,6 +66,26 @@ def test_create_without_secret_generates_one_and_returns_it_once(api, scheme, lo
     assert "secret" not in api.get(f"{URL}/{body['id']}").json()
     assert "secret" not in api.get(URL).json()["results"][0]
     assert "secret" not in api.patch(f"{URL}/{body['id']}", {"name": "x"}, format="json").json()
+
+
+def test_a_stripe_source_needs_the_secret_stripe_chose(api):
+    response = api.post(URL, {"slug": "src", "name": "S", "scheme": "stripe"}, format="json")
+
+    assert response.status_code == 400
+    assert "Required for Stripe" in response.json()["error"]["fields"]["secret"][0]
+    assert not Source.objects.exists()
+
+
+@pytest.mark.parametrize("scheme", ["github", "hmac"])
+def test_a_pasted_secret_anyone_could_guess_is_refused(api, scheme):
+    body = {"slug": "src", "name": "S", "scheme": scheme, "secret": "a"}
+
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["secret"] == [
+        "At least 16 characters; leave it out to have one generated."
+    ]
 
 
 def test_created_source_verifies_requests_signed_with_its_secret(api):
@@ -261,7 +280,7 @@ def test_delete_with_events_is_a_conflict_and_keeps_it(api):
 
 def test_list_filters_by_scheme_and_activity(api):
     for case in CASES:
-        source_create(slug=case.slug, name=case.slug, scheme=case.scheme)
+        source_create(slug=case.slug, name=case.slug, scheme=case.scheme, **case.source_fields)
     Source.objects.filter(slug="shop").update(is_active=False)
 
     stripe = api.get(URL, {"scheme": "stripe"}).json()["results"]
