@@ -138,6 +138,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "config.api.filters.CreatedOrderingFilter",
+        "config.api.filters.KnownQueryParameters",
     ],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CreatedCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "config.api.schema.HeraldAutoSchema",

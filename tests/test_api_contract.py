@@ -204,3 +204,20 @@ def test_empty_or_repeated_parameters_are_a_400(api, query):
     response = api.get(f"/api/v1/deliveries?{query}")
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("resource", LISTS)
+def test_an_unknown_query_parameter_is_a_400_naming_it_and_what_the_list_takes(api, resource):
+    response = api.get(f"/api/v1/{resource}?stauts=failed")
+
+    assert response.status_code == 400, response.content
+    message = response.json()["error"]["fields"]["stauts"][0]
+    assert message.startswith("Unknown query parameter; this endpoint takes: ")
+    assert "created_after" in message and "page_size" in message and "ordering" in message
+
+
+def test_a_detail_takes_no_query_parameters(api, ten_events):
+    response = api.get(f"/api/v1/events/{ten_events[0].pk}?page_size=5")
+
+    assert response.status_code == 400
+    assert "page_size" in response.json()["error"]["fields"]

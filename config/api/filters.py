@@ -6,7 +6,8 @@ import django_filters
 from django import forms
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import OrderingFilter
+from rest_framework.filters import BaseFilterBackend, OrderingFilter
+from rest_framework.settings import api_settings
 
 from subscribers.matching import (
     EVENT_TYPE_MAX_LENGTH,
@@ -158,3 +159,40 @@ class CreatedOrderingFilter(OrderingFilter):
                 },
             }
         ]
+
+
+class KnownQueryParameters(BaseFilterBackend):
+    """A query parameter the endpoint does not take is a 400 naming it.
+
+    Ignored, `?stauts=failed` would list every delivery as if the filter had been applied.
+    Known: the view's filters, the ordering and paging parameters, and `format`.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        known = self.known(view)
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            takes = ", ".join(sorted(known - {api_settings.URL_FORMAT_OVERRIDE})) or "none"
+            raise ValidationError(
+                {
+                    name: [f"Unknown query parameter; this endpoint takes: {takes}."]
+                    for name in unknown
+                }
+            )
+        return queryset
+
+    @staticmethod
+    def known(view) -> set[str]:
+        names = {api_settings.URL_FORMAT_OVERRIDE}
+        filterset_class = getattr(view, "filterset_class", None)
+        if filterset_class is not None:
+            names |= set(filterset_class.base_filters)
+        for backend in getattr(view, "filter_backends", []):
+            if issubclass(backend, OrderingFilter):
+                names.add(backend.ordering_param)
+        paginator = getattr(view, "paginator", None)
+        if paginator is not None and getattr(view, "action", "list") == "list":
+            for attribute in ("cursor_query_param", "page_size_query_param", "page_query_param"):
+                if getattr(paginator, attribute, None):
+                    names.add(getattr(paginator, attribute))
+        return names
