@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.filters import CreatedRangeFilterSet, EventTypeFilter
+from config.api.filters import CreatedRangeFilterSet, EventTypeFilter, StrictChoiceFilter
 from config.api.routing import UUID_PATTERN
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import deliveries_list, delivery_with_attempts, subscriber_health
@@ -102,7 +102,7 @@ class DeliveryFilter(CreatedRangeFilterSet):
     event_id = django_filters.UUIDFilter(help_text="Only the deliveries of this event.")
     subscriber_id = django_filters.UUIDFilter(help_text="Only the deliveries to this subscriber.")
     event_type = EventTypeFilter(field_name="event__event_type")
-    status = django_filters.ChoiceFilter(
+    status = StrictChoiceFilter(
         choices=Delivery.Status.choices, help_text="Only deliveries in this status."
     )
 

@@ -58,6 +58,8 @@ class EventTypeField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         value = super().to_internal_value(data)
+        if len(value) > self.max_length:  # said first: the pattern would refuse it less clearly
+            self.fail("max_length", max_length=self.max_length)
         if not is_valid_event_type(value):
             self.fail("invalid_event_type")
         if value.startswith(RESERVED_PREFIX):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import django_filters
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db.models import ProtectedError
@@ -32,7 +31,7 @@ from config.api.fields import (
     StrictCharField,
     StrictModelSerializer,
 )
-from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter
+from config.api.filters import CreatedRangeFilterSet, StrictBooleanFilter, StrictChoiceFilter
 from config.api.parsers import parse_json, read_bounded
 from config.api.routing import UUID_PATTERN
 from config.api.schema import error_response
@@ -271,7 +270,17 @@ class SourceWithSecretSerializer(SourceSerializer):
     class Meta(SourceSerializer.Meta):
         fields = [*SourceSerializer.Meta.fields, "secret"]
         read_only_fields = [f for f in SourceSerializer.Meta.read_only_fields if f != "scheme"]
-        extra_kwargs = {**SourceSerializer.Meta.extra_kwargs, "scheme": {"required": True}}
+        extra_kwargs = {
+            **SourceSerializer.Meta.extra_kwargs,
+            "scheme": {
+                "required": True,
+                "error_messages": {
+                    "invalid_choice": '"{input}" is not a scheme Herald verifies: use one of '
+                    + ", ".join(Source.Scheme.values)
+                    + "."
+                },
+            },
+        }
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -298,7 +307,7 @@ class RotateSecretSerializer(KnownFieldsOnly, serializers.Serializer):
 
 class SourceFilter(CreatedRangeFilterSet):
     is_active = StrictBooleanFilter(help_text="`false`: deactivated, its URL answers 404.")
-    scheme = django_filters.ChoiceFilter(
+    scheme = StrictChoiceFilter(
         choices=Source.Scheme.choices, help_text="Only sources of this scheme."
     )
 

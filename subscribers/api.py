@@ -110,6 +110,13 @@ class SubscriberSerializer(StrictModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {
+            "endpoint_url": {
+                "error_messages": {
+                    "invalid": "Enter a valid http or https URL, e.g. https://example.com/webhooks."
+                }
+            }
+        }
         read_only_fields = [
             "id",
             "deactivated_reason",

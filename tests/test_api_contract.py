@@ -221,3 +221,13 @@ def test_a_detail_takes_no_query_parameters(api, ten_events):
 
     assert response.status_code == 400
     assert "page_size" in response.json()["error"]["fields"]
+
+
+def test_a_value_a_choice_filter_does_not_take_is_a_400_listing_those_it_does(api):
+    response = api.get("/api/v1/deliveries?status=bogus")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["status"] == [
+        "bogus is not one of the values this takes: pending, in_flight, retrying, delivered, "
+        "failed."
+    ]

@@ -196,3 +196,15 @@ class KnownQueryParameters(BaseFilterBackend):
                 if getattr(paginator, attribute, None):
                     names.add(getattr(paginator, attribute))
         return names
+
+
+class StrictChoiceFilter(django_filters.ChoiceFilter):
+    """A choice filter whose 400 lists the values it takes (Django's names none)."""
+
+    def __init__(self, *, choices, **kwargs) -> None:
+        takes = ", ".join(str(value) for value, _ in choices)
+        kwargs.setdefault(
+            "error_messages",
+            {"invalid_choice": f"%(value)s is not one of the values this takes: {takes}."},
+        )
+        super().__init__(choices=choices, **kwargs)

@@ -286,6 +286,14 @@ def test_malformed_event_type_is_400(api, event_type):
     assert Event.objects.count() == 0
 
 
+def test_an_event_type_too_long_is_told_so(api):
+    response = api.post(URL, {"event_type": "a" * 201, "payload": {}}, format="json")
+
+    assert response.json()["error"]["fields"]["event_type"] == [
+        "Ensure this field has no more than 200 characters."
+    ]
+
+
 def test_missing_payload_is_400(api):
     response = api.post(URL, {"event_type": "order.created"}, format="json")
 

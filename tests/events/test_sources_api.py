@@ -319,3 +319,12 @@ def test_openapi_schema_describes_ingest_and_sources(client):
     assert set(ingest["responses"]) >= {"200", "202", "400", "401", "404", "413"}
     assert not ingest.get("security")
     assert "/api/v1/sources/{id}/rotate-secret" in schema["paths"]
+
+
+def test_an_unknown_scheme_is_a_400_listing_the_schemes(api):
+    response = api.post(URL, {"slug": "src", "name": "S", "scheme": "nope"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["scheme"] == [
+        '"nope" is not a scheme Herald verifies: use one of github, stripe, standard, hmac.'
+    ]

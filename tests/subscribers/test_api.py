@@ -387,6 +387,14 @@ def test_endpoint_url_must_be_an_http_or_https_url(api, endpoint_url):
     assert Subscriber.objects.count() == 0
 
 
+def test_an_endpoint_url_that_is_no_url_says_what_would_be(api):
+    response = api.post(URL, _valid(endpoint_url="ftp://x"), format="json")
+
+    assert response.json()["error"]["fields"]["endpoint_url"] == [
+        "Enter a valid http or https URL, e.g. https://example.com/webhooks."
+    ]
+
+
 @pytest.mark.parametrize("port", ["0", "65536", "99999"])
 def test_endpoint_url_port_must_be_deliverable(api, port):
     response = api.post(URL, _valid(endpoint_url=f"https://example.com:{port}/hook"), format="json")
