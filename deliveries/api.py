@@ -27,6 +27,7 @@ DELIVERY_EXAMPLE = {
     "event_id": "9b2e7c1a-5d3f-4e8b-a6c4-1f0d2e3b4a59",
     "subscriber_id": "3f1c2b9e-8d4a-4c1e-9b7a-2d6f0e5a1c33",
     "status": "retrying",
+    "held": False,
     "attempt_count": 2,
     "next_attempt_at": "2026-11-24T09:02:35Z",
     "last_status_code": 503,
@@ -47,6 +48,12 @@ ATTEMPT_EXAMPLE = {
 
 @extend_schema_serializer(examples=[OpenApiExample("A delivery being retried", DELIVERY_EXAMPLE)])
 class DeliverySerializer(serializers.ModelSerializer):
+    held = serializers.BooleanField(
+        read_only=True,
+        help_text="Waiting for its subscriber (paused, or its circuit open): sent once the "
+        "subscriber is resumed or the circuit closes, whatever `next_attempt_at` says.",
+    )
+
     class Meta:
         model = Delivery
         fields = [
@@ -54,6 +61,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "event_id",
             "subscriber_id",
             "status",
+            "held",
             "attempt_count",
             "next_attempt_at",
             "last_status_code",

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import (
+    BooleanField,
     Count,
+    ExpressionWrapper,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -96,7 +98,24 @@ def _recent_count(statuses: list[str], *, since: datetime) -> RawSQL:
 
 
 def deliveries_list() -> QuerySet[Delivery]:
-    return Delivery.objects.all()
+    return _with_held(Delivery.objects.all())
+
+
+def _with_held(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:
+    """Each delivery's `held`: due, but waiting for its subscriber (paused, or its circuit not
+    closed). A dispatcher sets such a delivery aside when it comes to it; until then it is
+    still queued, and waits all the same."""
+    return deliveries.annotate(
+        held=ExpressionWrapper(
+            Q(status__in=DUE_STATUSES)
+            & (
+                Q(enqueued_at=None)
+                | Q(subscriber__is_active=False)
+                | ~Q(subscriber__circuit_state=Subscriber.Circuit.CLOSED)
+            ),
+            output_field=BooleanField(),
+        )
+    )
 
 
 def deliveries_count_by_status(deliveries: QuerySet[Delivery]) -> dict[str, int]:
@@ -122,7 +141,7 @@ def deliveries_held_by_subscriber(ids: list) -> int:
 
 
 def delivery_with_attempts() -> QuerySet[Delivery]:
-    return Delivery.objects.prefetch_related(
+    return _with_held(Delivery.objects.all()).prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("number"))
     )
 

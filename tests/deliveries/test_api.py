@@ -11,6 +11,8 @@ from model_bakery import baker
 
 from deliveries.models import Delivery, DeliveryAttempt
 from events.services import event_create
+from subscribers.models import Subscriber
+from subscribers.services import subscribers_pause
 
 URL = "/api/v1/deliveries"
 
@@ -51,6 +53,7 @@ def test_list_shows_every_delivery(api, two_events):
         "event_id",
         "subscriber_id",
         "status",
+        "held",
         "attempt_count",
         "next_attempt_at",
         "last_status_code",
@@ -59,6 +62,18 @@ def test_list_shows_every_delivery(api, two_events):
         "created_at",
     }
     assert "attempts" not in row
+
+
+def test_deliveries_waiting_for_their_subscriber_say_so(api, two_events):
+    alice, bob, _, _ = two_events
+    subscribers_pause(
+        subscribers=Subscriber.objects.filter(pk=alice.pk), reason="x", now=timezone.now()
+    )
+
+    rows = api.get(URL).json()["results"]
+
+    held = {row["subscriber_id"]: row["held"] for row in rows}
+    assert held == {str(alice.pk): True, str(bob.pk): False}
 
 
 def test_list_filters_by_event_id(api, two_events):
