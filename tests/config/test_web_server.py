@@ -223,23 +223,30 @@ def test_make_run_web_process_serves_the_api(start_server):
     assert any(reason.startswith("cluster:") for reason in health["reasons"])
 
 
+def start_with_short_lived_threads(start_server, procfile: Path, extra_env: dict[str, str]):
+    """One web process of the Procfile's whose idle request threads retire after 5 s, loaded
+    from 32 clients so that several threads ran; and a call that lists events (its status)."""
+    command = procfile_command(procfile, "web") + " --blocking-threads-idle-timeout 5"
+    server = start_server(command, {"WEB_CONCURRENCY": "1", **extra_env})
+    key = api_key_create(name="web-server-test")
+    headers = {"Authorization": f"Bearer {key.plaintext}"}
+
+    def list_events(_=None) -> int:
+        return requests.get(f"{server.url}/api/v1/events", headers=headers, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        assert set(pool.map(list_events, range(128))) == {200}
+    return server, list_events
+
+
 @pytest.mark.parametrize("procfile", [ROOT / "Procfile", ROOT / "config" / "Procfile.dev"])
 def test_workers_outlive_their_retired_request_threads(start_server, procfile):
     # A retired thread's connections are closed as it ends (config.webdb); closing an sqlite3
     # connection there once crashed the worker, and with it `make run`, 30 s after any burst.
-    command = procfile_command(procfile, "web") + " --blocking-threads-idle-timeout 5"
-    server = start_server(command, {"WEB_CONCURRENCY": "1"})
-    key = api_key_create(name="web-server-test")
-    headers = {"Authorization": f"Bearer {key.plaintext}"}
-
-    def list_events(_) -> int:
-        return requests.get(f"{server.url}/api/v1/events", headers=headers, timeout=10).status_code
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        assert set(pool.map(list_events, range(64))) == {200}
+    server, list_events = start_with_short_lived_threads(start_server, procfile, {})
     time.sleep(8)  # past the idle timeout: granian retires all but one request thread
 
-    assert list_events(None) == 200
+    assert list_events() == 200
     assert server.process.poll() is None
     crashes = [line for line in server.lines if "Unexpected exit" in line]
     assert crashes == []
@@ -263,16 +270,7 @@ postgresql_only = pytest.mark.skipif(
 
 @postgresql_only
 def test_connections_of_retired_request_threads_are_closed(start_server):
-    command = procfile_command(ROOT / "Procfile", "web") + " --blocking-threads-idle-timeout 5"
-    server = start_server(command, {"WEB_CONCURRENCY": "1", "WEB_THREADS": "4"})
-    key = api_key_create(name="web-server-test")
-    headers = {"Authorization": f"Bearer {key.plaintext}"}
-
-    def list_events(_) -> int:
-        return requests.get(f"{server.url}/api/v1/events", headers=headers, timeout=10).status_code
-
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        assert set(pool.map(list_events, range(128))) == {200}
+    start_with_short_lived_threads(start_server, ROOT / "Procfile", {"WEB_THREADS": "4"})
     opened = server_connections()
     assert opened > 1, "the load should have run on several request threads"
 
