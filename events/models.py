@@ -13,7 +13,7 @@ from django.utils import timezone
 SOURCE_SLUG_RE = r"^[a-z0-9][a-z0-9_-]*\Z"
 SOURCE_SLUG_MAX_LENGTH = 50
 SOURCE_SECRET_MAX_LENGTH = 255
-SOURCE_SECRET_MIN_LENGTH = 16  # pasted GitHub and hmac secrets; the others have a format
+SOURCE_SECRET_MIN_LENGTH = 16
 # Herald's own operational events are `herald.*`: no sender may publish under that name.
 RESERVED_SOURCE_SLUG = "herald"
 

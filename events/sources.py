@@ -72,11 +72,6 @@ def source_secret_check(*, scheme: str, secret: str) -> None:
         raise InvalidSecret(f"At most {SOURCE_SECRET_MAX_LENGTH} characters.")
     if any(ord(char) < 32 or ord(char) == 127 for char in secret):
         raise InvalidSecret("Must not contain control characters.")
-    if scheme in (Scheme.GITHUB, Scheme.HMAC) and len(secret) < SOURCE_SECRET_MIN_LENGTH:
-        # Anyone who guesses it can sign requests; generated ones are 64 hex characters.
-        raise InvalidSecret(
-            f"At least {SOURCE_SECRET_MIN_LENGTH} characters; leave it out to have one generated."
-        )
     if scheme == Scheme.STANDARD and not is_valid_secret(secret):
         raise InvalidSecret(
             f"Standard Webhooks secrets look like {SECRET_PREFIX}<base64 of 24 to 64 bytes>."
@@ -85,6 +80,12 @@ def source_secret_check(*, scheme: str, secret: str) -> None:
         raise InvalidSecret(
             f"Stripe signing secrets start with {SECRET_PREFIX}: copy it from the webhook "
             "endpoint's page in the Stripe Dashboard (not an API key)."
+        )
+    # Anyone who guesses it can sign requests; generated ones are 64 hex characters. Checked
+    # after the schemes' own formats, whose messages say more.
+    if len(secret) < SOURCE_SECRET_MIN_LENGTH:
+        raise InvalidSecret(
+            f"At least {SOURCE_SECRET_MIN_LENGTH} characters; leave it out to have one generated."
         )
 
 

@@ -37,7 +37,7 @@ from config.api.routing import UUID_PATTERN
 from config.api.schema import error_response
 from config.scopes import Scope
 from events.inbound import InboundInvalid, inbound_ingest, inbound_verify
-from events.models import Event, Source
+from events.models import SOURCE_SECRET_MAX_LENGTH, SOURCE_SECRET_MIN_LENGTH, Event, Source
 from events.selectors import active_source
 from events.sources import (
     InvalidSecret,
@@ -172,6 +172,9 @@ class InboundWebhookView(APIView):
         )
 
 
+SECRET_TOO_SHORT = "At least {min_length} characters; leave it out to have one generated."
+
+
 SOURCE_EXAMPLE = {
     "id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
     "slug": "github",
@@ -262,7 +265,9 @@ class SourceWithSecretSerializer(SourceSerializer):
 
     secret = StrictCharField(
         required=False,
-        max_length=255,
+        min_length=SOURCE_SECRET_MIN_LENGTH,
+        max_length=SOURCE_SECRET_MAX_LENGTH,
+        error_messages={"min_length": SECRET_TOO_SHORT},
         help_text="The provider's signing secret, to paste one (Stripe's whsec_..., required "
         "for Stripe); generated when absent. Returned only here.",
     )
@@ -296,7 +301,11 @@ class SourceWithSecretSerializer(SourceSerializer):
 )
 class RotateSecretSerializer(KnownFieldsOnly, serializers.Serializer):
     secret = StrictCharField(
-        required=False, max_length=255, help_text="The new secret; generated when absent."
+        required=False,
+        min_length=SOURCE_SECRET_MIN_LENGTH,
+        max_length=SOURCE_SECRET_MAX_LENGTH,
+        error_messages={"min_length": SECRET_TOO_SHORT},
+        help_text="The new secret; generated when absent (required for Stripe).",
     )
     keep_previous = StrictBooleanField(
         default=True,
