@@ -154,8 +154,10 @@ def _fill(deliveries: int) -> None:
         cursor.execute(
             """
             INSERT INTO deadletters_deadletter (id, delivery_id, reason, last_status_code,
+                                                last_error, attempt_count,
                                                 created_at, resolved_at, resolution)
             SELECT gen_random_uuid(), id, 'all 12 attempts failed; last: HTTP 503', 503,
+                   'HTTP 503', 12,
                    created_at + interval '40 hours',
                    CASE WHEN random() < 0.5 THEN now() END,
                    CASE WHEN random() < 0.5 THEN 'resolved' ELSE '' END

@@ -18,10 +18,11 @@ class DeadLetter(models.Model):
     )
     reason = models.TextField()
     # As they were when the delivery died, kept here: a replay starts the delivery's own afresh,
-    # and the letter should still say what happened.
+    # and the letter should still say what happened. The database defaults serve rows inserted
+    # without them (raw SQL, code older than the fields still running during a release).
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    attempt_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="", db_default="")
+    attempt_count = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
