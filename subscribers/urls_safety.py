@@ -25,6 +25,12 @@ def check_endpoint_url(url: str, *, allow_private: bool) -> None:
         raise UnsafeEndpoint(f"Only http and https endpoints are supported, not {parts.scheme!r}.")
     if not parts.hostname:
         raise UnsafeEndpoint("The endpoint URL has no host.")
+    if parts.username is not None or parts.password is not None:
+        # Deliveries would not send them, and every reader of the subscriber would see them.
+        raise UnsafeEndpoint(
+            "The endpoint URL must not carry credentials (user:password@): Herald does not send "
+            "them. Receivers authenticate Herald by its webhook-signature header."
+        )
     try:
         port = parts.port
     except ValueError as exc:

@@ -387,6 +387,17 @@ def test_endpoint_url_must_be_an_http_or_https_url(api, endpoint_url):
     assert Subscriber.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "endpoint_url", ["https://user:secret@example.com/hook", "https://token@example.com/hook"]
+)
+def test_an_endpoint_url_with_credentials_is_refused(api, endpoint_url):
+    response = api.post(URL, _valid(endpoint_url=endpoint_url), format="json")
+
+    message = response.json()["error"]["fields"]["endpoint_url"][0]
+    assert "must not carry credentials" in message
+    assert Subscriber.objects.count() == 0
+
+
 def test_an_endpoint_url_that_is_no_url_says_what_would_be(api):
     response = api.post(URL, _valid(endpoint_url="ftp://x"), format="json")
 
