@@ -56,8 +56,7 @@ def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None)
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    # DoesNotExist: the object the view found was deleted by another request before it was done.
-    if isinstance(exc, (Http404, ObjectDoesNotExist)):
+    if isinstance(exc, Http404) or _vanished(exc, context.get("view")):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -79,6 +78,16 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             message=str(getattr(exc, "detail", exc)),
         )
     return response
+
+
+def _vanished(exc: Exception, view) -> bool:
+    """The row the view found was deleted by another request before the view was done with it.
+
+    Only the view's own model: any other DoesNotExist is a bug, and answers 500."""
+    if not isinstance(exc, ObjectDoesNotExist):
+        return False
+    model = getattr(getattr(view, "queryset", None), "model", None)
+    return model is not None and isinstance(exc, model.DoesNotExist)
 
 
 def _first_message(fields: Any, path: str = "") -> str:
