@@ -68,6 +68,11 @@ class Cluster:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
+    def sentinel_pid(self) -> int:
+        """django-q2's sentinel: the main process's child, the parent of the workers."""
+        (pid,) = [pid for pid, parent in _processes() if parent == self.process.pid]
+        return pid
+
     def running_processes(self) -> int:
         """Processes of the cluster's group still running (zombies have ended)."""
         group = self.process.pid
@@ -82,17 +87,20 @@ class Cluster:
         return count
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self._signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Stray children must not run into the next test (delivering its events on the shared
+        # database), whether or not the main process had already exited when the test ended.
+        if self.running_processes():
             self._signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        # Stray children of a stopped sentinel must not run into the next test.
-        self._signal(signal.SIGKILL)
-        time.sleep(0.2)
+            time.sleep(0.2)
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -100,3 +108,16 @@ class Cluster:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def _processes() -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process running (zombies have ended)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                found.append((int(entry.name), int(fields[1])))
+    return found

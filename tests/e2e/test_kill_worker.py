@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 
@@ -88,6 +90,25 @@ def test_a_stopped_cluster_exits_by_itself_once_its_last_sends_are_recorded(
     assert exit_code == 0
     # What a service manager that kills the rest of the group once the main process has gone
     # would find: nothing. Every send in flight at the signal was finished and recorded.
+    assert cluster.running_processes() == 0
+    assert not Delivery.objects.filter(status="in_flight").exists()
+    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+
+
+def test_workers_whose_sentinel_dies_finish_their_sends_and_exit(
+    cluster, receiver, make_subscriber
+):
+    make_subscriber(endpoint_url=receiver.url("/slow"))
+    receiver.default("/slow", Reply(delay=1.0))
+    for n in range(EVENTS):
+        event_create(event_type="order.created", payload={"n": n})
+    receiver.wait_for(3, path="/slow")
+
+    # The sentinel dies without stopping its workers (it was killed, or a signal raced its
+    # start): each worker is told by the kernel and stops as if it had been sent SIGTERM.
+    os.kill(cluster.sentinel_pid(), signal.SIGKILL)
+
+    assert cluster.process.wait(timeout=20) == 0
     assert cluster.running_processes() == 0
     assert not Delivery.objects.filter(status="in_flight").exists()
     assert not DeliveryAttempt.objects.filter(finished_at=None).exists()

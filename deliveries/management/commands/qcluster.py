@@ -62,6 +62,12 @@ class Command(qcluster.Command):
                 _stop(cluster)
                 break
             time.sleep(0.2)
+        else:
+            # Died unasked (killed, crashed), or of the signal while starting: its workers stop
+            # with it (deliveries.worker), but its pusher and monitor would linger.
+            if not signalled:
+                logger.error("the cluster's sentinel died; stopping the cluster")
+            _stop(cluster)
         _wait_for_end_of_file(
             lifeline, seconds=drain_seconds(policy.send_options()["timeouts"]) + EXIT_MARGIN_SECONDS
         )
