@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+from django.db import OperationalError
+
 from config.api.exceptions import api_exception_handler
+from events import api as events_api
 from events.models import Source
 from subscribers.api import SubscriberViewSet
 from subscribers.models import Subscriber
@@ -18,3 +23,46 @@ def test_a_row_of_the_views_model_deleted_meanwhile_is_a_404():
 def test_a_missing_row_of_another_model_is_left_to_answer_500():
     # Not a row the client asked for: a bug, which a 404 would hide.
     assert api_exception_handler(Source.DoesNotExist(), {"view": SubscriberViewSet()}) is None
+
+
+def _lost_connection() -> OperationalError:
+    """What Django raises when PostgreSQL is down: psycopg's error, with no SQLSTATE, wrapped."""
+    try:
+        try:
+            raise psycopg.OperationalError("connection failed: Connection refused")
+        except psycopg.OperationalError as exc:
+            raise OperationalError(*exc.args) from exc
+    except OperationalError as wrapped:
+        return wrapped
+
+
+@pytest.mark.django_db
+def test_a_database_outage_is_a_503_to_retry_logged_in_one_line(api, monkeypatch, caplog):
+    def database_down(**kwargs):
+        raise _lost_connection()
+
+    monkeypatch.setattr(events_api, "event_create", database_down)
+
+    response = api.post(
+        "/api/v1/events", {"event_type": "order.created", "payload": {}}, format="json"
+    )
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    warnings = [r for r in caplog.records if r.name == "config.api.exceptions"]
+    assert [r.getMessage() for r in warnings] == [
+        "database unavailable: connection failed: Connection refused"
+    ]
+    assert not any(r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_a_statement_the_database_refused_is_not_an_outage():
+    # A statement timeout (57014) or a constraint is about this request, not the database.
+    try:
+        try:
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        except psycopg.Error as exc:
+            raise OperationalError(*exc.args) from exc
+    except OperationalError as refused:
+        assert api_exception_handler(refused, {"view": SubscriberViewSet()}) is None

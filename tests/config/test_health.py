@@ -63,7 +63,9 @@ def test_503_when_no_worker_checked_in_within_a_minute():
     assert body["status"] == "unavailable"
     assert body["cluster"]["workers_alive"] == 0
     assert body["cluster"]["last_heartbeat_age_seconds"] >= 120
-    assert body["reasons"] == ["cluster: no delivery worker checked in within 60 s"]
+    assert body["reasons"] == [
+        "cluster: no delivery worker running (none checked in within 60 s, or the last stopped)"
+    ]
 
 
 def test_503_when_due_work_waits_longer_than_the_limit(worker_alive, make_subscriber, settings):
