@@ -123,7 +123,7 @@ class HeraldCollector(Collector):
         )
         yield GaugeMetricFamily(
             "herald_deliveries_retrying",
-            "Deliveries waiting to be retried.",
+            "Deliveries in status retrying, held ones included.",
             value=queue["retrying"],
         )
         yield GaugeMetricFamily(
