@@ -8,6 +8,7 @@ lease runs out. Many deliveries are claimed in one transaction with a handful of
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +21,8 @@ from deliveries.locked import lock_deliveries
 from deliveries.models import DUE_STATUSES, Delivery, DeliveryAttempt
 from deliveries.outcomes import LOST_WORKER_ERROR, dead_letter
 from deliveries.sender import WebhookRequest, build_request
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -299,9 +302,23 @@ def _settle_lost_attempt(delivery: Delivery, *, now: datetime) -> bool:
 
     Returns whether the delivery may be attempted again now (the lease was the wait).
     """
-    DeliveryAttempt.objects.filter(delivery=delivery, finished_at=None).update(
-        finished_at=now, error=LOST_WORKER_ERROR
-    )
+    unfinished = DeliveryAttempt.objects.filter(delivery=delivery, finished_at=None)
+    for number in unfinished.values_list("number", flat=True):
+        # The worker that made it never logged it; every attempt gets its line.
+        logger.warning(
+            "delivery attempt",
+            extra={
+                "event_id": str(delivery.event_id),
+                "delivery_id": str(delivery.pk),
+                "subscriber_id": str(delivery.subscriber_id),
+                "attempt": number,
+                "status": "lost",
+                "status_code": None,
+                "duration_ms": None,
+                "error": LOST_WORKER_ERROR,
+            },
+        )
+    unfinished.update(finished_at=now, error=LOST_WORKER_ERROR)
     if policy.retry_policy().delay_after(delivery.attempt_count) is None:
         reason = f"all {delivery.attempt_count} attempts failed; last: {LOST_WORKER_ERROR}"
         dead_letter(delivery, reason=reason, status_code=None, error=LOST_WORKER_ERROR, now=now)

@@ -117,7 +117,8 @@ def _age(now: datetime, at: datetime | None) -> float:
                         **HEALTHY,
                         "status": "unavailable",
                         "cluster": {
-                            "status": "no delivery worker running (none checked in within 60 s, or the last stopped)",
+                            "status": "no delivery worker running (none checked in within "
+                            "60 s, or the last stopped)",
                             "workers_alive": 0,
                             "last_heartbeat_at": "2026-11-24T08:51:40Z",
                             "last_heartbeat_age_seconds": 502.6,

@@ -178,7 +178,7 @@ def test_exhausted_attempts_fail_and_dead_letter(delivery):
     assert letter.resolved_at is None
 
 
-def test_expired_lease_is_reclaimed_and_the_lost_attempt_counts(delivery):
+def test_expired_lease_is_reclaimed_and_the_lost_attempt_counts(delivery, caplog):
     now = timezone.now()
     delivery_claim(delivery_id=delivery.pk, now=now)
     later = now + timedelta(hours=1)
@@ -188,6 +188,9 @@ def test_expired_lease_is_reclaimed_and_the_lost_attempt_counts(delivery):
     assert claim is not None and claim.attempt.number == 2
     lost = DeliveryAttempt.objects.get(delivery=delivery, number=1)
     assert lost.error == LOST_WORKER_ERROR and lost.finished_at == later
+    # The lost attempt gets its log line, as every attempt does.
+    (line,) = [r for r in caplog.records if r.getMessage() == "delivery attempt"]
+    assert (line.delivery_id, line.attempt, line.status) == (str(delivery.pk), 1, "lost")
 
 
 def test_outcome_from_a_superseded_worker_is_ignored(delivery):
