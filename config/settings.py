@@ -98,6 +98,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and HERALD_
     # prepared. Django's own cursors bind parameters on the client and are never prepared, and
     # PreparedCursor asks explicitly, so the threshold itself never comes into play.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # libpq would wait on an unreachable server for as long as the OS lets a TCP connect hang
+    # (minutes): a request or a worker would hang with it. `?connect_timeout=` in the URL wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, cluster and tests share one file from several processes: WAL lets readers proceed
     # while one writer writes, IMMEDIATE avoids deadlocked lock upgrades, and the timeout waits

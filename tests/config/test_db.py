@@ -200,3 +200,9 @@ def test_nothing_is_passed_as_is_on_sqlite_or_for_relations():
     else:
         assert plain[Delivery._meta.get_field("status")] == frozenset({str})
         assert plain[Delivery._meta.get_field("attempts_made")] == frozenset({int})
+
+
+def test_connecting_to_postgresql_gives_up_after_ten_seconds():
+    if connection.vendor != "postgresql":
+        pytest.skip("a libpq connection parameter")
+    assert connection.get_connection_params()["connect_timeout"] == 10
