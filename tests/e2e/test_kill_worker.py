@@ -112,3 +112,26 @@ def test_workers_whose_sentinel_dies_finish_their_sends_and_exit(
     assert cluster.running_processes() == 0
     assert not Delivery.objects.filter(status="in_flight").exists()
     assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+
+
+def test_killing_the_main_process_alone_ends_the_cluster_after_its_sends(
+    cluster, receiver, make_subscriber
+):
+    make_subscriber(endpoint_url=receiver.url("/slow"))
+    receiver.default("/slow", Reply(delay=1.0))
+    for n in range(EVENTS):
+        event_create(event_type="order.created", payload={"n": n})
+    receiver.wait_for(3, path="/slow")
+
+    # An OOM kill of the main process: its sentinel and workers must not run on unsupervised
+    # (a restarted cluster would run beside them), and the workers' sends still end recorded.
+    cluster.process.kill()
+    cluster.process.wait(timeout=5)
+
+    wait_until(
+        lambda: cluster.running_processes() == 0,
+        timeout=20,
+        message=f"every process of the cluster has ended\n{cluster.log()[-3000:]}",
+    )
+    assert not Delivery.objects.filter(status="in_flight").exists()
+    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()

@@ -23,6 +23,7 @@ from django_q.management.commands import qcluster
 
 from deliveries import policy
 from deliveries.dispatcher import drain_seconds
+from deliveries.lifetime import end_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Command(qcluster.Command):
         # Every process of the cluster is forked from this one and inherits the write end: the
         # read end reaches end-of-file when the last of them has exited, whoever its parent is.
         lifeline, held_by_the_cluster = os.pipe()
+        end_with_parent()
         cluster = Cluster()
         # In place of django-q2's handlers, which ask the sentinel to stop whether or not it is
         # still alive. Only a flag: a handler that took a lock could find this thread holding it.
