@@ -19,6 +19,22 @@ pytestmark = pytest.mark.e2e
 EVENTS = 20
 
 
+@pytest.fixture
+def sending(cluster, receiver, make_subscriber):
+    """EVENTS events for a receiver that takes a second over each: the cluster is mid-request."""
+    make_subscriber(endpoint_url=receiver.url("/slow"))
+    receiver.default("/slow", Reply(delay=1.0))
+    for n in range(EVENTS):
+        event_create(event_type="order.created", payload={"n": n})
+    receiver.wait_for(3, path="/slow")
+
+
+def assert_every_send_recorded() -> None:
+    """Nothing left in flight, no attempt without its outcome."""
+    assert not Delivery.objects.filter(status="in_flight").exists()
+    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+
+
 def test_killing_the_cluster_mid_delivery_loses_no_event(cluster, receiver, make_subscriber):
     make_subscriber(endpoint_url=receiver.url("/slow"))
     receiver.default("/slow", Reply(delay=1.0))
@@ -50,19 +66,10 @@ def test_killing_the_cluster_mid_delivery_loses_no_event(cluster, receiver, make
     assert max(received.values()) <= 2
 
 
-def test_a_clean_stop_finishes_what_is_in_flight_and_repeats_nothing(
-    cluster, receiver, make_subscriber
-):
-    make_subscriber(endpoint_url=receiver.url("/slow"))
-    receiver.default("/slow", Reply(delay=1.0))
-    for n in range(EVENTS):
-        event_create(event_type="order.created", payload={"n": n})
-    receiver.wait_for(3, path="/slow")
-
+def test_a_clean_stop_finishes_what_is_in_flight_and_repeats_nothing(cluster, sending, receiver):
     cluster.stop()  # SIGTERM to every process of the cluster, as a service manager sends
 
-    assert not Delivery.objects.filter(status="in_flight").exists()
-    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+    assert_every_send_recorded()
     cluster.start()
     wait_until(
         lambda: Delivery.objects.filter(status="delivered").count() == EVENTS,
@@ -75,14 +82,8 @@ def test_a_clean_stop_finishes_what_is_in_flight_and_repeats_nothing(
 
 @pytest.mark.parametrize("whole_group", [True, False], ids=["group", "main-process-only"])
 def test_a_stopped_cluster_exits_by_itself_once_its_last_sends_are_recorded(
-    cluster, receiver, make_subscriber, whole_group
+    cluster, sending, whole_group
 ):
-    make_subscriber(endpoint_url=receiver.url("/slow"))
-    receiver.default("/slow", Reply(delay=1.0))
-    for n in range(EVENTS):
-        event_create(event_type="order.created", payload={"n": n})
-    receiver.wait_for(3, path="/slow")
-
     # Within the dispatchers' drain (1 s connect + 2 s delivery timeout + 5) and the margin: a
     # main process waiting on a sentinel that died (the old hang) would run into this.
     exit_code = cluster.terminate(whole_group=whole_group, timeout=20)
@@ -91,38 +92,20 @@ def test_a_stopped_cluster_exits_by_itself_once_its_last_sends_are_recorded(
     # What a service manager that kills the rest of the group once the main process has gone
     # would find: nothing. Every send in flight at the signal was finished and recorded.
     assert cluster.running_processes() == 0
-    assert not Delivery.objects.filter(status="in_flight").exists()
-    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+    assert_every_send_recorded()
 
 
-def test_workers_whose_sentinel_dies_finish_their_sends_and_exit(
-    cluster, receiver, make_subscriber
-):
-    make_subscriber(endpoint_url=receiver.url("/slow"))
-    receiver.default("/slow", Reply(delay=1.0))
-    for n in range(EVENTS):
-        event_create(event_type="order.created", payload={"n": n})
-    receiver.wait_for(3, path="/slow")
-
+def test_workers_whose_sentinel_dies_finish_their_sends_and_exit(cluster, sending):
     # The sentinel dies without stopping its workers (it was killed, or a signal raced its
     # start): each worker is told by the kernel and stops as if it had been sent SIGTERM.
     os.kill(cluster.sentinel_pid(), signal.SIGKILL)
 
     assert cluster.process.wait(timeout=20) == 0
     assert cluster.running_processes() == 0
-    assert not Delivery.objects.filter(status="in_flight").exists()
-    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+    assert_every_send_recorded()
 
 
-def test_killing_the_main_process_alone_ends_the_cluster_after_its_sends(
-    cluster, receiver, make_subscriber
-):
-    make_subscriber(endpoint_url=receiver.url("/slow"))
-    receiver.default("/slow", Reply(delay=1.0))
-    for n in range(EVENTS):
-        event_create(event_type="order.created", payload={"n": n})
-    receiver.wait_for(3, path="/slow")
-
+def test_killing_the_main_process_alone_ends_the_cluster_after_its_sends(cluster, sending):
     # An OOM kill of the main process: its sentinel and workers must not run on unsupervised
     # (a restarted cluster would run beside them), and the workers' sends still end recorded.
     cluster.process.kill()
@@ -133,5 +116,4 @@ def test_killing_the_main_process_alone_ends_the_cluster_after_its_sends(
         timeout=20,
         message=f"every process of the cluster has ended\n{cluster.log()[-3000:]}",
     )
-    assert not Delivery.objects.filter(status="in_flight").exists()
-    assert not DeliveryAttempt.objects.filter(finished_at=None).exists()
+    assert_every_send_recorded()
