@@ -5,18 +5,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from config.dberrors import is_deadlock
 from config.models import ApiKey
 from events.models import Event, Source
 from events.publishing import event_publish_alone, events_publish
+
+logger = logging.getLogger(__name__)
+
+DEADLOCK_ATTEMPTS = 3
 
 
 class IdempotencyConflict(Exception):
@@ -94,6 +100,24 @@ def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None
         request_fingerprint(event_type=i.event_type, payload=i.payload) if i.idempotency_key else ""
         for i in inputs
     ]
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            return _events_store(inputs, fingerprints, api_key=api_key)
+        except OperationalError as exc:
+            # Storing deliveries locks each matched subscriber's row (its foreign key) in the
+            # order they match; a transaction locking subscribers in another order (a batch
+            # reserving rate-limit slots, an operator's bulk action) can deadlock with it, and
+            # PostgreSQL then aborts one of the two. Nothing was stored: store it again, unless a
+            # caller's transaction, now aborted, holds this one.
+            if not is_deadlock(exc) or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning("ingest deadlocked with another transaction; storing again")
+    raise AssertionError("unreachable")
+
+
+def _events_store(
+    inputs: Sequence[EventInput], fingerprints: list[str], *, api_key: ApiKey | None
+) -> list[Ingested]:
     # The unique constraint settles a repeated key only for a key's own events (NULLs differ):
     # a keyed event without an API key (internal callers) is looked up on the transactional path.
     alone = len(inputs) == 1 and (api_key is not None or not inputs[0].idempotency_key)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django import db
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, TooManyFieldsSent
 from django.http import Http404, JsonResponse
@@ -13,6 +12,8 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from config.dberrors import is_connection_lost, is_deadlock
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,15 @@ class DatabaseUnavailable(exceptions.APIException):
 
 
 DATABASE_RETRY_AFTER_SECONDS = 5
-# SQLSTATEs of a connection lost or refused: class 08, and the server shutting down or starting.
-_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+class RaceLost(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "retry"
+    default_detail = (
+        "A concurrent request held what this one needed, and the database aborted this one; "
+        "nothing of it was stored. Retry."
+    )
 
 
 class FieldConflict(exceptions.ValidationError):
@@ -74,13 +82,16 @@ def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None)
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    database_away = _database_away(exc)
-    if database_away:
+    retry_after = None
+    if is_connection_lost(exc):
         # An outage, not a bug: one line per request rather than a traceback, and an answer
         # that tells the client to retry.
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         logger.warning("database unavailable: %s", first_line)
-        exc = DatabaseUnavailable()
+        exc, retry_after = DatabaseUnavailable(), DATABASE_RETRY_AFTER_SECONDS
+    elif is_deadlock(exc):
+        logger.warning("request aborted by the database to break a deadlock; answered 503")
+        exc, retry_after = RaceLost(), 1
     elif isinstance(exc, Http404) or _vanished(exc, context.get("view")):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -88,8 +99,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected error: let Django log it and answer 500
-    if database_away:
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
         response._has_been_logged = True  # logged above; Django would add an ERROR line
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
@@ -106,18 +117,6 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             message=str(getattr(exc, "detail", exc)),
         )
     return response
-
-
-def _database_away(exc: Exception) -> bool:
-    """The connection to the database failed or was lost (PostgreSQL down, restarting, out of
-    reach), as opposed to a statement it refused."""
-    if isinstance(exc, db.InterfaceError):
-        return True
-    if not isinstance(exc, db.OperationalError):
-        return False
-    # psycopg gives a connection that failed or broke no SQLSTATE; SQLite's errors have none.
-    sqlstate = getattr(exc.__cause__, "sqlstate", "not psycopg")
-    return sqlstate is None or str(sqlstate).startswith(_CONNECTION_LOST)
 
 
 def _vanished(exc: Exception, view) -> bool:

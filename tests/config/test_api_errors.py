@@ -66,3 +66,17 @@ def test_a_statement_the_database_refused_is_not_an_outage():
             raise OperationalError(*exc.args) from exc
     except OperationalError as refused:
         assert api_exception_handler(refused, {"view": SubscriberViewSet()}) is None
+
+
+def test_a_request_aborted_to_break_a_deadlock_is_a_503_to_retry():
+    try:
+        try:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        except psycopg.Error as exc:
+            raise OperationalError(*exc.args) from exc
+    except OperationalError as aborted:
+        response = api_exception_handler(aborted, {"view": SubscriberViewSet()})
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.data["error"]["code"] == "retry"

@@ -1,0 +1,60 @@
+"""Ingest that PostgreSQL aborts to break a deadlock is stored again, not refused."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import pytest
+from django.db import OperationalError
+
+from deliveries.models import Delivery
+from events import services
+from events.models import Event
+from events.services import event_create
+
+
+def _deadlock() -> OperationalError:
+    """What Django raises when PostgreSQL aborts a transaction to break a deadlock."""
+    try:
+        try:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        except psycopg.Error as exc:
+            raise OperationalError(*exc.args) from exc
+    except OperationalError as wrapped:
+        return wrapped
+
+
+@pytest.mark.django_db(transaction=True)  # as in a request: no transaction around the ingest
+def test_an_ingest_aborted_by_a_deadlock_is_stored_again(make_subscriber, monkeypatch, caplog):
+    make_subscriber()
+    store = services._events_store
+    aborted = []
+
+    def deadlocking_once(*args, **kwargs):
+        if not aborted:
+            aborted.append(True)
+            raise _deadlock()
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_events_store", deadlocking_once)
+
+    with caplog.at_level(logging.WARNING, logger="events.services"):
+        ingested = event_create(event_type="order.created", payload={"n": 1})
+
+    assert ingested.created and ingested.delivery_count == 1
+    assert Event.objects.count() == 1 and Delivery.objects.count() == 1
+    assert "ingest deadlocked with another transaction; storing again" in caplog.messages
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ingest_that_keeps_deadlocking_gives_up(make_subscriber, monkeypatch):
+    make_subscriber()
+
+    def always_deadlocking(*args, **kwargs):
+        raise _deadlock()
+
+    monkeypatch.setattr(services, "_events_store", always_deadlocking)
+
+    with pytest.raises(OperationalError):
+        event_create(event_type="order.created", payload={"n": 1})
