@@ -208,7 +208,13 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                type={"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                # Not blank: at least one character that is not whitespace.
+                type={
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                    "pattern": r"\S",
+                },
                 location=OpenApiParameter.HEADER,
                 required=False,
                 description="Retry-safe creation: the same key and body return the original "
