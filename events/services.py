@@ -100,7 +100,8 @@ def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None
         request_fingerprint(event_type=i.event_type, payload=i.payload) if i.idempotency_key else ""
         for i in inputs
     ]
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         try:
             return _events_store(inputs, fingerprints, api_key=api_key)
         except OperationalError as exc:
@@ -112,7 +113,7 @@ def events_create(*, inputs: Sequence[EventInput], api_key: ApiKey | None = None
             if not is_deadlock(exc) or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
                 raise
             logger.warning("ingest deadlocked with another transaction; storing again")
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def _events_store(

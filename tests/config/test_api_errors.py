@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import OperationalError
 
 from config.api.exceptions import api_exception_handler
 from events import api as events_api
 from events.models import Source
 from subscribers.api import SubscriberViewSet
 from subscribers.models import Subscriber
+from tests.dberrors import wrapped
 
 
 def test_a_row_of_the_views_model_deleted_meanwhile_is_a_404():
@@ -25,21 +25,10 @@ def test_a_missing_row_of_another_model_is_left_to_answer_500():
     assert api_exception_handler(Source.DoesNotExist(), {"view": SubscriberViewSet()}) is None
 
 
-def _lost_connection() -> OperationalError:
-    """What Django raises when PostgreSQL is down: psycopg's error, with no SQLSTATE, wrapped."""
-    try:
-        try:
-            raise psycopg.OperationalError("connection failed: Connection refused")
-        except psycopg.OperationalError as exc:
-            raise OperationalError(*exc.args) from exc
-    except OperationalError as wrapped:
-        return wrapped
-
-
 @pytest.mark.django_db
 def test_a_database_outage_is_a_503_to_retry_logged_in_one_line(api, monkeypatch, caplog):
     def database_down(**kwargs):
-        raise _lost_connection()
+        raise wrapped(psycopg.OperationalError("connection failed: Connection refused"))
 
     monkeypatch.setattr(events_api, "event_create", database_down)
 
@@ -59,23 +48,15 @@ def test_a_database_outage_is_a_503_to_retry_logged_in_one_line(api, monkeypatch
 
 def test_a_statement_the_database_refused_is_not_an_outage():
     # A statement timeout (57014) or a constraint is about this request, not the database.
-    try:
-        try:
-            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
-        except psycopg.Error as exc:
-            raise OperationalError(*exc.args) from exc
-    except OperationalError as refused:
-        assert api_exception_handler(refused, {"view": SubscriberViewSet()}) is None
+    refused = wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout"))
+
+    assert api_exception_handler(refused, {"view": SubscriberViewSet()}) is None
 
 
 def test_a_request_aborted_to_break_a_deadlock_is_a_503_to_retry():
-    try:
-        try:
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
-        except psycopg.Error as exc:
-            raise OperationalError(*exc.args) from exc
-    except OperationalError as aborted:
-        response = api_exception_handler(aborted, {"view": SubscriberViewSet()})
+    aborted = wrapped(psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    response = api_exception_handler(aborted, {"view": SubscriberViewSet()})
 
     assert response.status_code == 503
     assert response["Retry-After"] == "1"

@@ -14,18 +14,8 @@ from deliveries.models import Delivery
 from events import services
 from events.models import Event
 from events.services import event_create
+from tests.dberrors import wrapped
 from tests.e2e import cluster
-
-
-def _deadlock() -> OperationalError:
-    """What Django raises when PostgreSQL aborts a transaction to break a deadlock."""
-    try:
-        try:
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
-        except psycopg.Error as exc:
-            raise OperationalError(*exc.args) from exc
-    except OperationalError as wrapped:
-        return wrapped
 
 
 @pytest.mark.django_db(transaction=True)  # as in a request: no transaction around the ingest
@@ -37,7 +27,7 @@ def test_an_ingest_aborted_by_a_deadlock_is_stored_again(make_subscriber, monkey
     def deadlocking_once(*args, **kwargs):
         if not aborted:
             aborted.append(True)
-            raise _deadlock()
+            raise wrapped(psycopg.errors.DeadlockDetected("deadlock detected"))
         return store(*args, **kwargs)
 
     monkeypatch.setattr(services, "_events_store", deadlocking_once)
@@ -55,7 +45,7 @@ def test_an_ingest_that_keeps_deadlocking_gives_up(make_subscriber, monkeypatch)
     make_subscriber()
 
     def always_deadlocking(*args, **kwargs):
-        raise _deadlock()
+        raise wrapped(psycopg.errors.DeadlockDetected("deadlock detected"))
 
     monkeypatch.setattr(services, "_events_store", always_deadlocking)
 
